@@ -1,0 +1,124 @@
+"""The `delab` command: notebooks, progress, datasets, kernels — and the stack (`delab stack ...`, `delab doctor`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from delab import config
+
+app = typer.Typer(help="Data Engineering & ETL Labs — helper commands.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str) -> None:
+    """Stop with one actionable line on stderr and exit code 1."""
+    err.print(f"[red]error:[/] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def notebooks(check: Annotated[bool, typer.Option("--check", help="Only compare; fail listing stale files.")] = False):
+    """Generate solutions/*.ipynb and labs/*.ipynb from the percent sources, and the README's module map."""
+    from delab import curriculum, labgen
+
+    try:
+        stale = labgen.sync(check=check)
+        readme_current = curriculum.sync_readme(check=check)
+    except (labgen.LabSourceError, ValueError) as error:
+        fail(str(error))
+    if not readme_current:
+        stale.append("README.md (module map)")
+    if check:
+        if stale:
+            for path in stale:
+                err.print(f"stale: {path}", highlight=False)
+            fail(f"{len(stale)} generated file(s) out of date with solutions/ or curriculum.yaml: "
+                 "run `make notebooks` and commit the result")
+        console.print("notebooks and README module map are up to date")
+    else:
+        console.print(f"wrote {len(stale)} file(s)" + (": " + ", ".join(stale) if stale else ""))
+
+
+@app.command()
+def progress(
+    module: Annotated[str | None, typer.Option(help="Only this module, e.g. 00.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Also write the scoreboard as an HTML report here.")] = None,
+    reset: Annotated[bool, typer.Option("--reset", help="Forget all recorded verdicts.")] = False,
+):
+    """Show your scoreboard: per module and lab, which exercises you passed."""
+    from delab import grading
+    from delab import progress as scoreboard
+
+    if reset:
+        grading.forget()
+        console.print("progress cleared")
+        return
+    scoreboard.render(module=module, html=html, console=Console(record=html is not None))
+    if html:
+        console.print(f"report written to {html}")
+
+
+@app.command()
+def data(
+    out: Annotated[Path, typer.Option(help="Folder to write the tables to.")] = Path("datasets/shop"),
+    seed: int = 42,
+    scale: Annotated[float, typer.Option(help="1.0 ≈ 20,000 orders; scale up for performance labs.")] = 1.0,
+    fmt: Annotated[str, typer.Option(help="parquet or csv")] = "parquet",
+):
+    """Write the generated shop tables to files (deterministic for a given seed and scale)."""
+    from delab import datasets
+
+    if fmt not in ("parquet", "csv"):
+        fail(f"--fmt must be parquet or csv, not {fmt!r}")
+    paths = datasets.shop(seed=seed, scale=scale).write(out, fmt=fmt)
+    for name, path in paths.items():
+        console.print(f"{name:12} {path}")
+
+
+@app.command()
+def info():
+    """Where things are: project root, state folder, stack profile, endpoints."""
+    console.print(f"project root  {config.project_root()}")
+    console.print(f"state folder  {config.state_dir()}")
+    try:
+        console.print(f"stack profile {config.profile()}")
+    except ValueError as error:
+        fail(str(error))
+    pg, s3, kafka, flink = config.postgres(), config.s3(), config.kafka(), config.flink()
+    console.print(f"postgres      {pg.host}:{pg.port}/{pg.database}")
+    console.print(f"kafka         {kafka.bootstrap_servers}   connect {kafka.connect_url}")
+    console.print(f"s3            {s3.endpoint} bucket {s3.bucket}")
+    console.print(f"flink         {flink.rest_url}")
+
+
+def _mount_stack() -> None:
+    """`delab stack ...` and `delab doctor` live in delab.stack (the services room)."""
+    try:
+        from delab.stack.cli import app as stack_app
+        from delab.stack.cli import doctor
+    except ImportError:
+        return
+    app.add_typer(stack_app, name="stack", help="Start, stop and inspect the data stack.")
+    app.command("doctor", help="Check prerequisites, ports and disk; say what to install.")(doctor)
+
+
+_mount_stack()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
