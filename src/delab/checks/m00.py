@@ -3,9 +3,11 @@ independently of the SQL a learner writes; known mistakes are recognised and ans
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from delab.datasets import cached
@@ -222,11 +224,14 @@ def order_sequence(con, sql: str) -> None:
 def partitioned_orders(con, copy_sql: str, folder: str | Path) -> None:
     """orders_clean written as Parquet, one hive partition per order day."""
     folder = Path(folder)
-    if folder.exists():
-        import shutil
-
+    if folder.is_dir():
         shutil.rmtree(folder)  # the check writes afresh each time, so a re-run is never polluted
+    elif folder.exists():
+        folder.unlink()
     _execute(con, copy_sql)
+    if folder.is_file():
+        raise WrongAnswer("the output is one Parquet file, not partitioned folders.",
+                          hint="COPY ... (FORMAT parquet, PARTITION_BY (...)) writes a folder per value.")
     if not folder.is_dir():
         raise WrongAnswer(f"nothing was written to {folder}.", hint="COPY (...) TO the folder given in the lab.")
     partitions = sorted(p for p in folder.iterdir() if p.is_dir())
@@ -246,8 +251,6 @@ def partitioned_orders(con, copy_sql: str, folder: str | Path) -> None:
     if got_days != days:
         raise WrongAnswer(f"expected one partition per day from {days[0]} to {days[-1]}.",
                           hint="order_date = CAST(order_ts AS DATE), from orders_clean.")
-    import duckdb
-
     back = duckdb.sql(
         f"SELECT CAST(order_date AS VARCHAR) AS order_date, CAST(order_ts AS DATE)::VARCHAR AS ts_day, order_id "
         f"FROM read_parquet('{folder.as_posix()}/**/*.parquet', hive_partitioning = true)"

@@ -133,7 +133,7 @@ def generate(seed: int = 42, scale: float = 1.0, defect_rate: float = 0.01, late
     # Orders: busier evenings and weekends; ids follow insertion order, not event time (late inserts exist).
     day = rng.integers(0, DAYS, n_orders)
     minute = np.clip(rng.normal(19 * 60, 200, n_orders), 0, 24 * 60 - 1).astype(int)
-    weekend = pd.DatetimeIndex(START + pd.to_timedelta(day, unit="D")).dayofweek >= 5
+    weekend = pd.DatetimeIndex(START + pd.to_timedelta(day, unit="D")).day_of_week >= 5
     extra = rng.random(n_orders) < np.where(weekend, 0.0, 0.12)  # thin weekdays a little
     day = np.where(extra, np.minimum(day + 1, DAYS - 1), day)
     order_ts = START + pd.to_timedelta(day, unit="D") + pd.to_timedelta(minute * 60 + rng.integers(0, 60, n_orders),

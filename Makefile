@@ -1,0 +1,73 @@
+# Thin wrapper: the work is done by `delab` (src/delab) and pytest. `make lab` and `make test` are all a learner
+# needs; the other targets are steps of those two.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+STATE := .delab
+TOOLS := $(STATE)/tools
+UV := $(TOOLS)/bin/uv
+UV_VERSION := $(shell sed -n 's/^uv==\([0-9.]*\).*/\1/p' requirements/main.lock)
+ENVS := .venv/.synced .venv-flink/.synced .venv-airflow/.synced
+JOBS ?= 2
+PYTEST_ARGS ?=
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: help setup lab test lint unit notebooks notebook-tests lock up down bench clean
+
+help:
+	@echo "make lab    set up everything, start the services, open JupyterLab on labs/"
+	@echo "make test   everything CI checks (lint, unit tests, every solution and lab notebook)"
+	@echo "other: setup notebooks lock up down bench clean"
+
+$(UV): requirements/main.lock
+	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found: install python3.11 (apt, brew or conda)"; exit 1; }
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q "uv==$(UV_VERSION)"
+	@touch $@
+
+# One environment per kernel, installed from its lock (never re-resolved), with the project's package.
+.venv/.synced: requirements/main.lock pyproject.toml | $(UV)
+	scripts/make-env .venv requirements/main.lock delab "Python 3 (delab)"
+.venv-flink/.synced: requirements/flink.lock pyproject.toml .venv/.synced | $(UV)
+	scripts/make-env .venv-flink requirements/flink.lock delab-flink "Python 3 (delab-flink · PyFlink)"
+.venv-airflow/.synced: requirements/airflow.lock pyproject.toml .venv/.synced | $(UV)
+	scripts/make-env .venv-airflow requirements/airflow.lock delab-airflow "Python 3 (delab-airflow · Airflow)"
+
+setup: $(ENVS)
+	@if [ -x infra/native/install.sh ] && [ "$${DELAB_STACK:-native}" = native ]; then infra/native/install.sh; fi
+
+notebooks: .venv/.synced
+	.venv/bin/delab notebooks
+
+lab: setup
+	@if .venv/bin/delab stack --help >/dev/null 2>&1; then .venv/bin/delab stack up; fi
+	.venv/bin/jupyter lab --ip 127.0.0.1 --no-browser $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) \
+		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/labs
+
+lint: .venv/.synced
+	.venv/bin/ruff check src tests solutions scripts conftest.py
+	.venv/bin/ruff format --check src tests solutions scripts conftest.py
+	.venv/bin/delab notebooks --check
+
+# Unit tests, the in-sync and curriculum checks, the kernels and JupyterLab, then every solution notebook (must
+# pass) and every lab notebook (must stop at its first "Not solved yet"), each notebook in its own kernel.
+test: setup lint
+	.venv/bin/pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-cell-timeout 300 \
+		tests solutions labs $(PYTEST_ARGS)
+
+lock: | $(UV)
+	for env in main flink airflow; do \
+		$(UV) pip compile requirements/$$env.in -o requirements/$$env.lock --python-version 3.11 \
+			--generate-hashes --no-header -q --upgrade-package delab || exit 1; done
+	.venv/bin/python -m delab.envfiles
+
+up: setup
+	.venv/bin/delab stack up
+down:
+	@if [ -x .venv/bin/delab ]; then .venv/bin/delab stack down; fi
+bench: setup
+	.venv/bin/python scripts/bench_stack.py
+
+clean: down
+	rm -rf .venv .venv-flink .venv-airflow $(STATE)

@@ -1,0 +1,68 @@
+"""Test-session setup shared by the unit tests and the notebook runs (nbval).
+
+* Progress and lab working folders go to a temporary state folder, never the learner's own ``.delab/``.
+* Lab notebooks (labs/) are executed too, and must stop exactly at their first check with "Not solved yet":
+  every cell before it must run cleanly, that check must raise NotSolvedYet, and the cells after it (which need
+  the learner's answers) are deselected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+CHECK_CALL = re.compile(r"^check\.m\d\d\.\w+\(", re.MULTILINE)
+NOT_SOLVED = "Not solved yet"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if "DELAB_TEST_KEEP_STATE" not in os.environ:
+        os.environ["DELAB_STATE_DIR"] = tempfile.mkdtemp(prefix="delab-test-state-")
+    os.environ.setdefault("DELAB_ROOT", str(ROOT))
+    os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def _is_lab_cell(item: pytest.Item) -> bool:
+    path = Path(str(item.path))
+    return path.suffix == ".ipynb" and "labs" in path.relative_to(ROOT).parts[:1] and hasattr(item, "cell")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    deselected: list[pytest.Item] = []
+    stopped: set[Path] = set()
+    for item in items:
+        if not _is_lab_cell(item):
+            continue
+        notebook = Path(str(item.path))
+        if notebook in stopped:
+            deselected.append(item)
+        elif CHECK_CALL.search(item.cell.source):
+            item.delab_expect_not_solved = True  # type: ignore[attr-defined]
+            stopped.add(notebook)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [i for i in items if i not in set(deselected)]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not getattr(item, "delab_expect_not_solved", False):
+        return
+    if call.excinfo is None:
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid}: the lab's first check passed — the lab notebook still holds an answer "
+                           "(regenerate it with `make notebooks`)")
+        return
+    detail = str(getattr(call.excinfo.value, "inner_traceback", "") or call.excinfo.value)
+    if NOT_SOLVED in detail:
+        report.outcome = "passed"
+        report.longrepr = None
+    else:
+        report.longrepr = f"{item.nodeid}: expected 'Not solved yet' at the lab's first check, got:\n{detail}"
