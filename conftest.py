@@ -57,8 +57,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         return
     if call.excinfo is None:
         report.outcome = "failed"
-        report.longrepr = (f"{item.nodeid}: the lab's first check passed — the lab notebook still holds an answer "
-                           "(regenerate it with `make notebooks`)")
+        report.longrepr = (
+            f"{item.nodeid}: the lab's first check passed — the lab notebook still holds an answer "
+            "(regenerate it with `make notebooks`)"
+        )
         return
     detail = str(getattr(call.excinfo.value, "inner_traceback", "") or call.excinfo.value)
     if NOT_SOLVED in detail:

@@ -70,6 +70,8 @@ def test_coverage_report(capsys):
     taught = COURSE.covered_topics()
     planned = {t for lab in COURSE.labs for t in lab.topics} - taught
     with capsys.disabled():
-        print(f"\nseed coverage: {len(taught)} of {len(COURSE.topics)} topics taught by an available lab, "
-              f"{len(planned)} planned")
+        print(
+            f"\nseed coverage: {len(taught)} of {len(COURSE.topics)} topics taught by an available lab, "
+            f"{len(planned)} planned"
+        )
     assert len(taught) + len(planned) == len(COURSE.topics)

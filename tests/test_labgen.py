@@ -10,7 +10,9 @@ import pytest
 
 from delab import config, labgen
 
-HEADER = '# ---\n# jupyter:\n#   kernelspec: {name: delab, display_name: "Python 3 (delab)", language: python}\n# ---\n\n'
+HEADER = (
+    '# ---\n# jupyter:\n#   kernelspec: {name: delab, display_name: "Python 3 (delab)", language: python}\n# ---\n\n'
+)
 
 
 def write_source(root: Path, body: str, name: str = "00_orientation/01_demo.py") -> Path:
@@ -32,8 +34,10 @@ def test_assignment_answer_becomes_placeholder(tmp_path):
 
 
 def test_function_answer_keeps_signature_and_docstring(tmp_path):
-    body = ('# %%\n### BEGIN SOLUTION\nimport math\n\ndef area(r: float) -> float:\n    """Area of a circle."""\n'
-            "    return math.pi * r**2\n### END SOLUTION\n")
+    body = (
+        '# %%\n### BEGIN SOLUTION\nimport math\n\ndef area(r: float) -> float:\n    """Area of a circle."""\n'
+        "    return math.pi * r**2\n### END SOLUTION\n"
+    )
     lab = cells(labgen.build(write_source(tmp_path, body)).lab)[0]
     assert "def area(r: float) -> float:" in lab and "'Area of a circle.'" in lab
     assert "raise NotImplementedError" in lab and "math.pi" not in lab and "import math" not in lab
@@ -111,6 +115,7 @@ def test_copying_the_project_sources_rebuilds_identical_notebooks(tmp_path):
     shutil.copytree(root / "solutions", tmp_path / "solutions", ignore=shutil.ignore_patterns("*.ipynb"))
     labgen.sync(root=tmp_path)
     for source in labgen.sources(tmp_path):
-        for new, old in zip(labgen.targets(source, tmp_path),
-                            labgen.targets(root / source.relative_to(tmp_path)), strict=True):
+        for new, old in zip(
+            labgen.targets(source, tmp_path), labgen.targets(root / source.relative_to(tmp_path)), strict=True
+        ):
             assert new.read_bytes() == old.read_bytes()

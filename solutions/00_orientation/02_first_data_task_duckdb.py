@@ -136,8 +136,7 @@ check.m00.order_sequence(con, order_sequence_sql)
 
 # %%
 gaps = con.sql(f"SELECT hours_since_prev / 24 AS days FROM ({order_sequence_sql}) WHERE order_seq > 1").df()
-gaps.days.plot.hist(bins=40, title="days between a customer's orders");
-
+gaps.days.plot.hist(bins=40, title="days between a customer's orders")
 # %% [markdown]
 # ## Partitioned Parquet
 # Data lakes store a table as many Parquet files, grouped in folders named `column=value` (*hive partitioning*).

@@ -12,8 +12,13 @@ from typing import Any
 __all__ = ["check", "config", "datasets", "grading", "stack"]
 __version__ = "0.1.0"
 
-_ROOMS = {"check": "delab.checks", "config": "delab.config", "datasets": "delab.datasets",
-          "grading": "delab.grading", "stack": "delab.stack"}
+_ROOMS = {
+    "check": "delab.checks",
+    "config": "delab.config",
+    "datasets": "delab.datasets",
+    "grading": "delab.grading",
+    "stack": "delab.stack",
+}
 
 
 def __getattr__(name: str) -> Any:

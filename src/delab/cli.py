@@ -11,8 +11,12 @@ from rich.console import Console
 
 from delab import config
 
-app = typer.Typer(help="Data Engineering & ETL Labs — helper commands.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="Data Engineering & ETL Labs — helper commands.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 console = Console()
 err = Console(stderr=True)
 
@@ -39,8 +43,10 @@ def notebooks(check: Annotated[bool, typer.Option("--check", help="Only compare;
         if stale:
             for path in stale:
                 err.print(f"stale: {path}", highlight=False)
-            fail(f"{len(stale)} generated file(s) out of date with solutions/ or curriculum.yaml: "
-                 "run `make notebooks` and commit the result")
+            fail(
+                f"{len(stale)} generated file(s) out of date with solutions/ or curriculum.yaml: "
+                "run `make notebooks` and commit the result"
+            )
         console.print("notebooks and README module map are up to date")
     else:
         console.print(f"wrote {len(stale)} file(s)" + (": " + ", ".join(stale) if stale else ""))

@@ -164,13 +164,20 @@ def module_table(course: Curriculum) -> str:
             for lab in module.labs
         )
         available = sum(lab.status == "available" for lab in module.labs)
-        status = ("available" if available == len(module.labs)
-                  else f"{available} of {len(module.labs)} labs available" if available else "planned")
+        status = (
+            "available"
+            if available == len(module.labs)
+            else f"{available} of {len(module.labs)} labs available"
+            if available
+            else "planned"
+        )
         rows.append(f"| **{module.id}** {module.title} | {topics} | {labs} | {status} |")
     taught = course.covered_topics()
     rows.append("")
-    rows.append(f"Seed coverage: {len(taught)} of {len(course.topics)} topics taught by an available lab; "
-                f"every topic is mapped to a lab in `curriculum.yaml`.")
+    rows.append(
+        f"Seed coverage: {len(taught)} of {len(course.topics)} topics taught by an available lab; "
+        f"every topic is mapped to a lab in `curriculum.yaml`."
+    )
     return "\n".join(rows)
 
 

@@ -53,8 +53,10 @@ def _stub_block(block: str, where: str) -> str:
             for target in targets:
                 names = [n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
                 if not names or not isinstance(target, ast.Name | ast.Tuple):
-                    raise LabSourceError(f"{where}: the solution block assigns to {ast.unparse(target)}; "
-                                         "assign plain names so the lab can stub them")
+                    raise LabSourceError(
+                        f"{where}: the solution block assigns to {ast.unparse(target)}; "
+                        "assign plain names so the lab can stub them"
+                    )
                 lines += [f"{name} = ..." for name in names if f"{name} = ..." not in lines]
         elif isinstance(node, ast.FunctionDef):
             signature = ast.unparse(node).splitlines()[0]
@@ -68,8 +70,10 @@ def _stub_block(block: str, where: str) -> str:
         elif isinstance(node, ast.Import | ast.ImportFrom):
             continue  # the learner imports what their answer needs
         else:
-            raise LabSourceError(f"{where}: a solution block may only assign names, define functions or import "
-                                 f"(found {type(node).__name__} at line {node.lineno}); move the rest out of it")
+            raise LabSourceError(
+                f"{where}: a solution block may only assign names, define functions or import "
+                f"(found {type(node).__name__} at line {node.lineno}); move the rest out of it"
+            )
     return textwrap.indent("\n".join(lines), indent)
 
 

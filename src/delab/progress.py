@@ -35,8 +35,12 @@ def table(module: str | None = None) -> Table:
                 cells.append(f"{exercise_id.rsplit('.', 1)[1]} {MARKS.get(state, '[dim]not started[/]')}")
             total += len(lab.exercises)
             done += passed
-            out.add_row(f"{mod.id} {mod.title}", f"{lab.id} {lab.title.split(' — ')[0]}",
-                        f"{passed}/{len(lab.exercises)}", ", ".join(cells))
+            out.add_row(
+                f"{mod.id} {mod.title}",
+                f"{lab.id} {lab.title.split(' — ')[0]}",
+                f"{passed}/{len(lab.exercises)}",
+                ", ".join(cells),
+            )
     out.caption = f"{done} of {total} exercises passed"
     return out
 

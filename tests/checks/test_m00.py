@@ -79,7 +79,9 @@ def test_captured_revenue_rejects_text():
 
 # -------------------------------------------------------------------------------------------------- lab 02
 
-ORPHANS = "SELECT count(*) FROM orders o WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.customer_id = o.customer_id)"
+ORPHANS = (
+    "SELECT count(*) FROM orders o WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.customer_id = o.customer_id)"
+)
 
 
 def test_orphan_orders_accepts_anti_join(con):
@@ -91,8 +93,12 @@ def test_orphan_orders_rejects_null_check(con):
 
 
 def test_orphan_orders_rejects_inner_join_count(con):
-    rejects(m00.orphan_orders, con, "SELECT count(*) FROM orders JOIN customers USING (customer_id)",
-            match="DO have a customer")
+    rejects(
+        m00.orphan_orders,
+        con,
+        "SELECT count(*) FROM orders JOIN customers USING (customer_id)",
+        match="DO have a customer",
+    )
 
 
 def test_orphan_orders_rejects_many_rows_and_broken_sql(con):
@@ -130,8 +136,10 @@ def test_revenue_by_category_rejects_negative_quantities(con):
 
 
 def test_revenue_by_category_rejects_raw_orders_with_duplicates(con):
-    sql = revenue_sql(orders="(SELECT * FROM orders WHERE order_ts < TIMESTAMP '2026-04-01' AND customer_id IN "
-                             "(SELECT customer_id FROM customers))")
+    sql = revenue_sql(
+        orders="(SELECT * FROM orders WHERE order_ts < TIMESTAMP '2026-04-01' AND customer_id IN "
+        "(SELECT customer_id FROM customers))"
+    )
     rejects(m00.revenue_by_category, con, sql, match="twice")
 
 
@@ -158,12 +166,13 @@ def test_order_sequence_rejects_missing_partition(con):
 
 
 def test_order_sequence_rejects_id_order(con):
-    rejects(m00.order_sequence, con, SEQUENCE.format(window="PARTITION BY customer_id ORDER BY order_id"),
-            match="id order")
+    rejects(
+        m00.order_sequence, con, SEQUENCE.format(window="PARTITION BY customer_id ORDER BY order_id"), match="id order"
+    )
 
 
 def test_order_sequence_rejects_self_join_without_window(con):
-    sql = ("SELECT customer_id, order_id, order_ts, 1 AS order_seq, NULL AS hours_since_prev FROM orders_clean")
+    sql = "SELECT customer_id, order_id, order_ts, 1 AS order_seq, NULL AS hours_since_prev FROM orders_clean"
     rejects(m00.order_sequence, con, sql, match="OVER")
 
 
@@ -172,8 +181,11 @@ def test_order_sequence_rejects_hours_in_minutes(con):
     rejects(m00.order_sequence, con, sql, match="hours_since_prev")
 
 
-def copy_sql(folder, select="SELECT *, CAST(order_ts AS DATE) AS order_date FROM orders_clean",
-             options="FORMAT parquet, PARTITION_BY (order_date), OVERWRITE_OR_IGNORE"):
+def copy_sql(
+    folder,
+    select="SELECT *, CAST(order_ts AS DATE) AS order_date FROM orders_clean",
+    options="FORMAT parquet, PARTITION_BY (order_date), OVERWRITE_OR_IGNORE",
+):
     return f"COPY ({select}) TO '{folder.as_posix()}' ({options})"
 
 
@@ -188,15 +200,18 @@ def test_partitioned_orders_rejects_single_file(con, tmp_path):
 
 def test_partitioned_orders_rejects_timestamp_partitions(con, tmp_path):
     target = tmp_path / "by_ts"
-    sql = copy_sql(target, select="SELECT *, order_ts AS order_date FROM orders_clean WHERE order_ts < "
-                                  "TIMESTAMP '2026-03-03'")
+    sql = copy_sql(
+        target, select="SELECT *, order_ts AS order_date FROM orders_clean WHERE order_ts < TIMESTAMP '2026-03-03'"
+    )
     rejects(m00.partitioned_orders, con, sql, target, match="finer than a day")
 
 
 def test_partitioned_orders_rejects_raw_orders(con, tmp_path):
     target = tmp_path / "raw"
-    sql = copy_sql(target, select="SELECT *, CAST(order_ts AS DATE) AS order_date FROM orders "
-                                  "WHERE order_ts < TIMESTAMP '2026-04-01'")
+    sql = copy_sql(
+        target,
+        select="SELECT *, CAST(order_ts AS DATE) AS order_date FROM orders WHERE order_ts < TIMESTAMP '2026-04-01'",
+    )
     rejects(m00.partitioned_orders, con, sql, target, match="rows")
 
 

@@ -35,22 +35,30 @@ def orders_per_channel(answer: Mapping[str, int]) -> None:
     if isinstance(answer, pd.Series):
         answer = answer.to_dict()
     if not isinstance(answer, Mapping):
-        raise WrongAnswer(f"expected a dict of channel -> count, got a {type(answer).__name__}.",
-                          hint="`some_series.to_dict()` turns a pandas Series into a dict.")
+        raise WrongAnswer(
+            f"expected a dict of channel -> count, got a {type(answer).__name__}.",
+            hint="`some_series.to_dict()` turns a pandas Series into a dict.",
+        )
     want = expected_orders_per_channel()
     got = {str(k): v for k, v in answer.items()}
     missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
     if missing or extra:
-        raise WrongAnswer(f"channels missing: {missing or 'none'}, unexpected: {extra or 'none'}.",
-                          hint="group by the `channel` column of `shop.orders`.")
+        raise WrongAnswer(
+            f"channels missing: {missing or 'none'}, unexpected: {extra or 'none'}.",
+            hint="group by the `channel` column of `shop.orders`.",
+        )
     rows = shop().orders.groupby("channel").size()
     if all(int(got[c]) == int(rows[c]) for c in want) and any(rows[c] != want[c] for c in want):
-        raise WrongAnswer("your counts include some orders twice.",
-                          hint="this extract repeats a few order rows: count each order_id once.")
+        raise WrongAnswer(
+            "your counts include some orders twice.",
+            hint="this extract repeats a few order rows: count each order_id once.",
+        )
     wrong = [c for c in want if int(got[c]) != want[c]]
     if wrong:
-        raise WrongAnswer(f"the count for {', '.join(wrong)} is off.",
-                          hint="count orders (rows of shop.orders, each order_id once), not order lines.")
+        raise WrongAnswer(
+            f"the count for {', '.join(wrong)} is off.",
+            hint="count orders (rows of shop.orders, each order_id once), not order lines.",
+        )
 
 
 def expected_captured_revenue() -> float:
@@ -64,20 +72,25 @@ def captured_revenue(answer: float) -> None:
     try:
         value = float(answer)
     except (TypeError, ValueError):
-        raise WrongAnswer(f"expected a number, got {type(answer).__name__}.",
-                          hint="`.sum()` of a column gives one number.") from None
+        raise WrongAnswer(
+            f"expected a number, got {type(answer).__name__}.", hint="`.sum()` of a column gives one number."
+        ) from None
     payments = shop().payments
     want = expected_captured_revenue()
     if abs(value - want) <= 0.01:
         return
     if abs(value - round(float(payments.amount.sum()), 2)) <= 0.01:
-        raise WrongAnswer("that is the sum of every payment attempt.",
-                          hint="failed attempts and refunds brought no money in: look at the `status` column.")
+        raise WrongAnswer(
+            "that is the sum of every payment attempt.",
+            hint="failed attempts and refunds brought no money in: look at the `status` column.",
+        )
     not_failed = payments.loc[payments.status != "failed", "amount"].sum()
     if abs(value - round(float(not_failed), 2)) <= 0.01:
         raise WrongAnswer("refunded payments are still in your total.", hint="keep only one status.")
-    raise WrongAnswer(f"{value:,.2f} is not the captured total.",
-                      hint="filter shop.payments to status == 'captured' and add up `amount`.")
+    raise WrongAnswer(
+        f"{value:,.2f} is not the captured total.",
+        hint="filter shop.payments to status == 'captured' and add up `amount`.",
+    )
 
 
 # --------------------------------------------------------------------------------- lab 02: DuckDB data task
@@ -115,23 +128,32 @@ def orphan_orders(con, sql: str) -> None:
     want = int((~s.orders.customer_id.isin(s.customers.customer_id)).sum())
     got = _run(con, sql)
     if got.shape != (1, 1):
-        raise WrongAnswer(f"expected one row with one number, got {got.shape[0]} rows x {got.shape[1]} columns.",
-                          hint="SELECT count(*) ... returns a single value.")
+        raise WrongAnswer(
+            f"expected one row with one number, got {got.shape[0]} rows x {got.shape[1]} columns.",
+            hint="SELECT count(*) ... returns a single value.",
+        )
     value = got.iat[0, 0]
     if value == want:
         return
     if value == 0:
-        raise WrongAnswer("you found no orphans, but there are some.",
-                          hint="the customer_id is never NULL here: it points at a customer that does not exist.")
+        raise WrongAnswer(
+            "you found no orphans, but there are some.",
+            hint="the customer_id is never NULL here: it points at a customer that does not exist.",
+        )
     if value == len(s.orders) - want:
-        raise WrongAnswer("that counts the orders that DO have a customer.",
-                          hint="an anti-join: LEFT JOIN ... WHERE c.customer_id IS NULL, or NOT EXISTS.")
-    raise WrongAnswer(f"{value} is not the number of orphan order rows.",
-                      hint="compare orders.customer_id with customers.customer_id; count order rows.")
+        raise WrongAnswer(
+            "that counts the orders that DO have a customer.",
+            hint="an anti-join: LEFT JOIN ... WHERE c.customer_id IS NULL, or NOT EXISTS.",
+        )
+    raise WrongAnswer(
+        f"{value} is not the number of orphan order rows.",
+        hint="compare orders.customer_id with customers.customer_id; count order rows.",
+    )
 
 
-def expected_revenue_by_category(*, include_cancelled: bool = False, dedupe: bool = True,
-                                 drop_negative: bool = True) -> pd.DataFrame:
+def expected_revenue_by_category(
+    *, include_cancelled: bool = False, dedupe: bool = True, drop_negative: bool = True
+) -> pd.DataFrame:
     s = shop()
     orders = s.orders.drop_duplicates() if dedupe else s.orders
     orders = orders[orders.customer_id.isin(s.customers.customer_id) & (orders.order_ts < pd.Timestamp("2026-04-01"))]
@@ -156,8 +178,9 @@ def revenue_by_category(con, sql: str) -> None:
     """Revenue per product category, largest first."""
     got = _run(con, sql)
     if list(got.columns) != ["category", "revenue"]:
-        raise WrongAnswer(f"expected the columns [category, revenue], got {list(got.columns)}.",
-                          hint="name them with AS.")
+        raise WrongAnswer(
+            f"expected the columns [category, revenue], got {list(got.columns)}.", hint="name them with AS."
+        )
     got = got.assign(revenue=pd.to_numeric(got.revenue, errors="coerce").astype(float))
     want = expected_revenue_by_category()
     if _same_revenue(got, want):
@@ -167,12 +190,16 @@ def revenue_by_category(con, sql: str) -> None:
     if _same_revenue(got, expected_revenue_by_category(include_cancelled=True)):
         raise WrongAnswer("cancelled orders are counted.", hint="a cancelled order earned nothing.")
     if _same_revenue(got, expected_revenue_by_category(drop_negative=False)):
-        raise WrongAnswer("order lines with a negative quantity are in your sums.",
-                          hint="profiling showed impossible quantities: keep quantity > 0.")
+        raise WrongAnswer(
+            "order lines with a negative quantity are in your sums.",
+            hint="profiling showed impossible quantities: keep quantity > 0.",
+        )
     if _same_revenue(got, expected_revenue_by_category(dedupe=False)):
         raise WrongAnswer("some orders are counted twice.", hint="join order_items to orders_clean, not to orders.")
-    raise WrongAnswer("the revenues differ from the expected ones.",
-                      hint="revenue of a line = quantity * unit_price; join order_items, orders_clean and products.")
+    raise WrongAnswer(
+        "the revenues differ from the expected ones.",
+        hint="revenue of a line = quantity * unit_price; join order_items, orders_clean and products.",
+    )
 
 
 def expected_order_sequence(order_by: str = "order_ts") -> pd.DataFrame:
@@ -193,31 +220,44 @@ def order_sequence(con, sql: str) -> None:
     if missing:
         raise WrongAnswer(f"columns missing: {missing}.", hint="name the window results with AS.")
     if "over" not in sql.lower():
-        raise WrongAnswer("this exercise is about window functions, and the query has no OVER clause.",
-                          hint="ROW_NUMBER() OVER (...) and LAG(...) OVER (...).")
+        raise WrongAnswer(
+            "this exercise is about window functions, and the query has no OVER clause.",
+            hint="ROW_NUMBER() OVER (...) and LAG(...) OVER (...).",
+        )
     want = expected_order_sequence()
     if len(got) != len(want):
-        raise WrongAnswer(f"expected {len(want)} rows (one per order in orders_clean), got {len(got)}.",
-                          hint="select from orders_clean and do not filter.")
+        raise WrongAnswer(
+            f"expected {len(want)} rows (one per order in orders_clean), got {len(got)}.",
+            hint="select from orders_clean and do not filter.",
+        )
     got = got.sort_values(["customer_id", "order_seq"], ignore_index=True)
     if got.order_seq.max() == len(got):
         raise WrongAnswer("order_seq runs over all customers at once.", hint="PARTITION BY the customer.")
-    seq_ok = (got[["customer_id", "order_id", "order_seq"]].astype("int64")
-              .equals(want[["customer_id", "order_id", "order_seq"]].astype("int64")))
+    seq_ok = (
+        got[["customer_id", "order_id", "order_seq"]]
+        .astype("int64")
+        .equals(want[["customer_id", "order_id", "order_seq"]].astype("int64"))
+    )
     if not seq_ok:
         by_id = expected_order_sequence(order_by="order_id")
         if got.order_id.astype("int64").tolist() == by_id.order_id.tolist():
-            raise WrongAnswer("orders are numbered in id order, not time order.",
-                              hint="ids are given when a row is inserted, which is not always when it happened.")
-        raise WrongAnswer("order_seq does not number each customer's orders 1, 2, 3... in time order.",
-                          hint="ORDER BY order_ts, order_id inside the window.")
+            raise WrongAnswer(
+                "orders are numbered in id order, not time order.",
+                hint="ids are given when a row is inserted, which is not always when it happened.",
+            )
+        raise WrongAnswer(
+            "order_seq does not number each customer's orders 1, 2, 3... in time order.",
+            hint="ORDER BY order_ts, order_id inside the window.",
+        )
     hours = pd.to_numeric(got.hours_since_prev, errors="coerce").astype(float)
     first = got.order_seq == 1
     if hours[first].notna().any():
         raise WrongAnswer("a first order has a previous order?", hint="LAG gives NULL on the first row: keep it.")
     if not ((hours[~first] - want.hours_since_prev[~first]).abs() <= 0.011).all():
-        raise WrongAnswer("hours_since_prev is off for some orders.",
-                          hint="epoch(order_ts - previous order_ts) / 3600, rounded to 2 decimals.")
+        raise WrongAnswer(
+            "hours_since_prev is off for some orders.",
+            hint="epoch(order_ts - previous order_ts) / 3600, rounded to 2 decimals.",
+        )
 
 
 @exercise("m00.l02.e4")
@@ -230,33 +270,45 @@ def partitioned_orders(con, copy_sql: str, folder: str | Path) -> None:
         folder.unlink()
     _execute(con, copy_sql)
     if folder.is_file():
-        raise WrongAnswer("the output is one Parquet file, not partitioned folders.",
-                          hint="COPY ... (FORMAT parquet, PARTITION_BY (...)) writes a folder per value.")
+        raise WrongAnswer(
+            "the output is one Parquet file, not partitioned folders.",
+            hint="COPY ... (FORMAT parquet, PARTITION_BY (...)) writes a folder per value.",
+        )
     if not folder.is_dir():
         raise WrongAnswer(f"nothing was written to {folder}.", hint="COPY (...) TO the folder given in the lab.")
     partitions = sorted(p for p in folder.iterdir() if p.is_dir())
     if not partitions:
-        raise WrongAnswer("the output is not partitioned: there is no order_date=... folder.",
-                          hint="COPY ... (FORMAT parquet, PARTITION_BY (order_date)).")
+        raise WrongAnswer(
+            "the output is not partitioned: there is no order_date=... folder.",
+            hint="COPY ... (FORMAT parquet, PARTITION_BY (order_date)).",
+        )
     wrong_key = [p.name for p in partitions if not p.name.startswith("order_date=")]
     if wrong_key:
-        raise WrongAnswer(f"partition folders should be named order_date=..., found {wrong_key[0]}.",
-                          hint="partition by a column called order_date.")
+        raise WrongAnswer(
+            f"partition folders should be named order_date=..., found {wrong_key[0]}.",
+            hint="partition by a column called order_date.",
+        )
     want = clean_orders()
     days = sorted(want.order_ts.dt.strftime("%Y-%m-%d").unique())
     got_days = [p.name.removeprefix("order_date=") for p in partitions]
     if len(got_days) > len(days):
-        raise WrongAnswer(f"{len(got_days)} partitions for {len(days)} days: the partition key is finer than a day.",
-                          hint="cast the timestamp to a DATE before partitioning by it.")
+        raise WrongAnswer(
+            f"{len(got_days)} partitions for {len(days)} days: the partition key is finer than a day.",
+            hint="cast the timestamp to a DATE before partitioning by it.",
+        )
     if got_days != days:
-        raise WrongAnswer(f"expected one partition per day from {days[0]} to {days[-1]}.",
-                          hint="order_date = CAST(order_ts AS DATE), from orders_clean.")
+        raise WrongAnswer(
+            f"expected one partition per day from {days[0]} to {days[-1]}.",
+            hint="order_date = CAST(order_ts AS DATE), from orders_clean.",
+        )
     back = duckdb.sql(
         f"SELECT CAST(order_date AS VARCHAR) AS order_date, CAST(order_ts AS DATE)::VARCHAR AS ts_day, order_id "
         f"FROM read_parquet('{folder.as_posix()}/**/*.parquet', hive_partitioning = true)"
     ).df()
     if len(back) != len(want):
-        raise WrongAnswer(f"the files hold {len(back)} rows; orders_clean has {len(want)}.",
-                          hint="write orders_clean, every row, once.")
+        raise WrongAnswer(
+            f"the files hold {len(back)} rows; orders_clean has {len(want)}.",
+            hint="write orders_clean, every row, once.",
+        )
     if (back.order_date != back.ts_day).any():
         raise WrongAnswer("some rows sit in the partition of another day.", hint="derive order_date from order_ts.")

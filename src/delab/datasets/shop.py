@@ -39,12 +39,58 @@ CATEGORIES = {
     "outdoor": (15, 400),
     "toys": (4, 80),
 }
-FIRST = ["Ada", "Alan", "Grace", "Linus", "Ken", "Barbara", "Edsger", "Margaret", "Donald", "Frances", "John",
-         "Radia", "Guido", "Katherine", "Tim", "Hedy", "Niklaus", "Sophie", "Dennis", "Anita"]
-LAST = ["Lovelace", "Turing", "Hopper", "Torvalds", "Thompson", "Liskov", "Dijkstra", "Hamilton", "Knuth", "Allen",
-        "Backus", "Perlman", "Rossum", "Johnson", "Berners", "Lamarr", "Wirth", "Wilson", "Ritchie", "Borg"]
-DEFECT_KINDS = ("unknown_customer", "duplicate_order", "negative_quantity", "missing_email", "future_timestamp",
-                "lowercase_country")
+FIRST = [
+    "Ada",
+    "Alan",
+    "Grace",
+    "Linus",
+    "Ken",
+    "Barbara",
+    "Edsger",
+    "Margaret",
+    "Donald",
+    "Frances",
+    "John",
+    "Radia",
+    "Guido",
+    "Katherine",
+    "Tim",
+    "Hedy",
+    "Niklaus",
+    "Sophie",
+    "Dennis",
+    "Anita",
+]
+LAST = [
+    "Lovelace",
+    "Turing",
+    "Hopper",
+    "Torvalds",
+    "Thompson",
+    "Liskov",
+    "Dijkstra",
+    "Hamilton",
+    "Knuth",
+    "Allen",
+    "Backus",
+    "Perlman",
+    "Rossum",
+    "Johnson",
+    "Berners",
+    "Lamarr",
+    "Wirth",
+    "Wilson",
+    "Ritchie",
+    "Borg",
+]
+DEFECT_KINDS = (
+    "unknown_customer",
+    "duplicate_order",
+    "negative_quantity",
+    "missing_email",
+    "future_timestamp",
+    "lowercase_country",
+)
 
 
 @dataclass
@@ -113,8 +159,14 @@ def _products(rng: np.random.Generator) -> pd.DataFrame:
         for k in range(12):
             product_id += 1
             price = float(np.exp(rng.uniform(np.log(low), np.log(high))))
-            rows.append((product_id, f"{category[:-1] if category.endswith('s') else category} #{k + 1}",
-                         category, round(price, 2) - 0.01 if price > 1 else round(price, 2)))
+            rows.append(
+                (
+                    product_id,
+                    f"{category[:-1] if category.endswith('s') else category} #{k + 1}",
+                    category,
+                    round(price, 2) - 0.01 if price > 1 else round(price, 2),
+                )
+            )
     return pd.DataFrame(rows, columns=["product_id", "name", "category", "list_price"])
 
 
@@ -136,8 +188,9 @@ def generate(seed: int = 42, scale: float = 1.0, defect_rate: float = 0.01, late
     weekend = pd.DatetimeIndex(START + pd.to_timedelta(day, unit="D")).day_of_week >= 5
     extra = rng.random(n_orders) < np.where(weekend, 0.0, 0.12)  # thin weekdays a little
     day = np.where(extra, np.minimum(day + 1, DAYS - 1), day)
-    order_ts = START + pd.to_timedelta(day, unit="D") + pd.to_timedelta(minute * 60 + rng.integers(0, 60, n_orders),
-                                                                           unit="s")
+    order_ts = (
+        START + pd.to_timedelta(day, unit="D") + pd.to_timedelta(minute * 60 + rng.integers(0, 60, n_orders), unit="s")
+    )
     order_ts = pd.Series(order_ts).sort_values(ignore_index=True)
     jitter = rng.normal(0, 40, n_orders)  # insertion order is roughly, not exactly, time order
     insert_rank = np.argsort(np.arange(n_orders) + jitter, kind="stable")
@@ -154,8 +207,9 @@ def generate(seed: int = 42, scale: float = 1.0, defect_rate: float = 0.01, late
     schema_change_at = START + pd.Timedelta(days=DAYS * 3 // 4)
     coupon = rng.random(n_orders) < 0.15
     codes = rng.choice(np.array(["SPRING10", "WELCOME5", "FREESHIP"]), n_orders)
-    orders["coupon_code"] = pd.Series(np.where(coupon & (orders.order_ts >= schema_change_at), codes, None),
-                                      dtype="object")
+    orders["coupon_code"] = pd.Series(
+        np.where(coupon & (orders.order_ts >= schema_change_at), codes, None), dtype="object"
+    )
 
     # Order items: 1–4 lines per order, unit price = list price, sometimes discounted.
     lines = rng.choice([1, 2, 3, 4], n_orders, p=[0.55, 0.25, 0.13, 0.07])
@@ -182,13 +236,31 @@ def generate(seed: int = 42, scale: float = 1.0, defect_rate: float = 0.01, late
     first_try = paid.order_ts + pd.to_timedelta(rng.integers(5, 600, len(paid)), unit="s")
     failed = rng.random(len(paid)) < 0.04
     retry = pd.to_timedelta(np.where(failed, rng.integers(1, 30, len(paid)), 0), unit="min")
-    final = pd.DataFrame({"order_id": paid.order_id, "paid_at": first_try + retry, "amount": amount,
-                          "method": method, "status": np.where(paid.status == "returned", "refunded", "captured"),
-                          "attempt": 2})
-    failures = pd.DataFrame({"order_id": paid.order_id, "paid_at": first_try, "amount": amount, "method": method,
-                             "status": "failed", "attempt": 1})[failed]
-    payments = (pd.concat([final, failures]).sort_values(["order_id", "attempt"], kind="stable", ignore_index=True)
-                .drop(columns="attempt"))
+    final = pd.DataFrame(
+        {
+            "order_id": paid.order_id,
+            "paid_at": first_try + retry,
+            "amount": amount,
+            "method": method,
+            "status": np.where(paid.status == "returned", "refunded", "captured"),
+            "attempt": 2,
+        }
+    )
+    failures = pd.DataFrame(
+        {
+            "order_id": paid.order_id,
+            "paid_at": first_try,
+            "amount": amount,
+            "method": method,
+            "status": "failed",
+            "attempt": 1,
+        }
+    )[failed]
+    payments = (
+        pd.concat([final, failures])
+        .sort_values(["order_id", "attempt"], kind="stable", ignore_index=True)
+        .drop(columns="attempt")
+    )
     payments.insert(0, "payment_id", np.arange(1, len(payments) + 1) + 500_000)
 
     clicks = _clickstream(rng, n_sessions, n_customers, products, late_fraction)
@@ -197,8 +269,9 @@ def generate(seed: int = 42, scale: float = 1.0, defect_rate: float = 0.01, late
     return Shop(seed, scale, customers, products, orders, order_items, payments, clicks, defects, schema_change_at)
 
 
-def _clickstream(rng: np.random.Generator, n_sessions: int, n_customers: int, products: pd.DataFrame,
-                 late_fraction: float) -> pd.DataFrame:
+def _clickstream(
+    rng: np.random.Generator, n_sessions: int, n_customers: int, products: pd.DataFrame, late_fraction: float
+) -> pd.DataFrame:
     events_per_session = rng.geometric(0.18, n_sessions)
     session = np.repeat(np.arange(1, n_sessions + 1), events_per_session)
     n = len(session)
@@ -229,8 +302,9 @@ def _clickstream(rng: np.random.Generator, n_sessions: int, n_customers: int, pr
     return clicks
 
 
-def _inject_defects(rng: np.random.Generator, orders: pd.DataFrame, order_items: pd.DataFrame,
-                    customers: pd.DataFrame, rate: float):
+def _inject_defects(
+    rng: np.random.Generator, orders: pd.DataFrame, order_items: pd.DataFrame, customers: pd.DataFrame, rate: float
+):
     defects: list[tuple[str, int, str]] = []
     k = max(1, int(len(orders) * rate / 4))
     picks = rng.choice(len(orders), 4 * k, replace=False)
