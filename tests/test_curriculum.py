@@ -7,6 +7,14 @@ import re
 from delab import config, curriculum, labgen
 
 COURSE = curriculum.current()
+CHECKS_DIR = config.project_root() / "src/delab/checks"
+CHECK_FILES = sorted([*CHECKS_DIR.glob("m[0-9][0-9].py"), *CHECKS_DIR.glob("m[0-9][0-9]/*.py")])
+
+
+def module_check_text(module_id: str) -> str:
+    return "\n".join(
+        p.read_text() for p in CHECK_FILES if p.stem == f"m{module_id}" or p.parent.name == f"m{module_id}"
+    )
 
 
 def test_map_has_no_problems():
@@ -44,11 +52,11 @@ def test_available_labs_exist_and_every_source_is_listed():
 
 def test_each_exercise_id_appears_in_its_notebook_and_nowhere_else():
     sources = {lab.source: lab.source.read_text() for lab in COURSE.labs if lab.status == "available"}
-    checks_text = "\n".join(p.read_text() for p in (config.project_root() / "src/delab/checks").glob("m*.py"))
+    checks_text = "\n".join(p.read_text() for p in CHECK_FILES)
     for lab in COURSE.labs:
         for exercise_id in lab.exercises:
             assert f'@exercise("{exercise_id}")' in checks_text, f"no check for {exercise_id}"
-            module_checks = (config.project_root() / f"src/delab/checks/m{lab.module_id}.py").read_text()
+            module_checks = module_check_text(lab.module_id)
             check_names = re.findall(rf'@exercise\("{re.escape(exercise_id)}"\)\ndef (\w+)', module_checks)
             assert len(check_names) == 1, f"{exercise_id} needs exactly one check"
             calls = [path for path, text in sources.items() if f"check.m{lab.module_id}.{check_names[0]}(" in text]
@@ -57,8 +65,7 @@ def test_each_exercise_id_appears_in_its_notebook_and_nowhere_else():
 
 def test_every_check_is_listed_in_the_map():
     listed = {e for lab in COURSE.labs for e in lab.exercises}
-    checks_dir = config.project_root() / "src/delab/checks"
-    defined = set(re.findall(r'@exercise\("([\w.]+)"\)', "\n".join(p.read_text() for p in checks_dir.glob("m*.py"))))
+    defined = set(re.findall(r'@exercise\("([\w.]+)"\)', "\n".join(p.read_text() for p in CHECK_FILES)))
     assert defined == listed
 
 
