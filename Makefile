@@ -53,8 +53,9 @@ lint: .venv/.synced
 # Unit tests, the in-sync and curriculum checks, the kernels and JupyterLab, then every solution notebook (must
 # pass) and every lab notebook (must stop at its first "Not solved yet"), each notebook in its own kernel.
 test: setup lint
-	.venv/bin/pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-cell-timeout 300 \
+	.venv/bin/pytest -n $(JOBS) --dist loadgroup --nbval-lax --nbval-cell-timeout 300 \
 		tests solutions labs $(PYTEST_ARGS)
+	.venv-airflow/bin/pytest tests/airflow $(PYTEST_ARGS)
 
 lock: | $(UV)
 	for env in main flink airflow; do \

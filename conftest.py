@@ -1,6 +1,10 @@
 """Test-session setup shared by the unit tests and the notebook runs (nbval).
 
 * Progress and lab working folders go to a temporary state folder, never the learner's own ``.delab/``.
+* Tests that need another kernel's environment live in tests/<env>/ (tests/airflow, tests/flink) and are run
+  by that environment's pytest (see the Makefile); elsewhere they are not collected.
+* With pytest-xdist (``--dist loadgroup``) a lab's solution and student notebooks run on the same worker, one
+  after the other — they share the lab's namespace in the services — and every test file stays on one worker.
 * Lab notebooks (labs/) are executed too, and must stop exactly at their first check with "Not solved yet":
   every cell before it must run cleanly, that check must raise NotSolvedYet, and the cells after it (which need
   the learner's answers) are deselected.
@@ -8,6 +12,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import tempfile
@@ -27,6 +32,19 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+ENV_TEST_DIRS = {"airflow": "airflow", "flink": "pyflink"}
+collect_ignore = [
+    f"tests/{folder}" for folder, module in ENV_TEST_DIRS.items() if importlib.util.find_spec(module) is None
+]
+
+
+def _xdist_group(item: pytest.Item) -> str:
+    path = Path(str(item.path)).resolve()
+    if path.suffix == ".ipynb":
+        return str(path.relative_to(ROOT).with_suffix("").relative_to(path.relative_to(ROOT).parts[0]))
+    return str(path.relative_to(ROOT))
+
+
 def _is_lab_cell(item: pytest.Item) -> bool:
     path = Path(str(item.path))
     return path.suffix == ".ipynb" and "labs" in path.relative_to(ROOT).parts[:1] and hasattr(item, "cell")
@@ -36,6 +54,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     deselected: list[pytest.Item] = []
     stopped: set[Path] = set()
     for item in items:
+        item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
         if not _is_lab_cell(item):
             continue
         notebook = Path(str(item.path))

@@ -48,3 +48,45 @@ def nycflights13(table: str = "flights") -> pd.DataFrame:
 def penguins(raw: bool = False) -> pd.DataFrame:
     """The Palmer Archipelago penguins (344 birds, 3 species). Data CC0, package MIT."""
     return pd.read_csv(_package_data("palmerpenguins", "data/penguins-raw.csv" if raw else "data/penguins.csv"))
+
+
+_PG_TYPES = {"i": "bigint", "u": "bigint", "f": "double precision", "b": "boolean", "M": "timestamp"}
+
+
+def _pg_type(series: pd.Series) -> str:
+    kind = getattr(series.dtype, "kind", "O")
+    return _PG_TYPES.get(kind, "text")
+
+
+def to_postgres(
+    frames: dict[str, pd.DataFrame], schema: str, primary_keys: dict[str, list[str]] | None = None, conn=None
+) -> dict[str, int]:
+    """(Re)create ``schema`` in the stack's Postgres and COPY each DataFrame into a table of the same name.
+
+    Re-running replaces the schema, so a lab that calls this is idempotent. Returns rows loaded per table.
+    """
+    from delab import clients
+
+    if not schema.replace("_", "").isalnum():
+        raise ValueError(f"schema names are letters, digits and _ only, not {schema!r}")
+    own = conn is None
+    conn = conn or clients.postgres()
+    loaded = {}
+    try:
+        with conn.transaction():
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            conn.execute(f"CREATE SCHEMA {schema}")
+            for table, frame in frames.items():
+                columns = ", ".join(f"{c} {_pg_type(frame[c])}" for c in frame.columns)
+                keys = (primary_keys or {}).get(table)
+                key_sql = f", PRIMARY KEY ({', '.join(keys)})" if keys else ""
+                conn.execute(f"CREATE TABLE {schema}.{table} ({columns}{key_sql})")
+                rows = frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None)
+                with conn.cursor().copy(f"COPY {schema}.{table} ({', '.join(frame.columns)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                loaded[table] = len(frame)
+    finally:
+        if own:
+            conn.close()
+    return loaded

@@ -8,6 +8,7 @@ need it to be:
   the stream is ordered by arrival, so it is out of order in event time;
 * injected defects (listed in ``Shop.defects``): orders of unknown customers, duplicated order rows,
   negative quantities, missing e-mails, future timestamps, badly cased country codes;
+* marketplace orders are imported in a nightly batch stamped exactly at midnight, so day boundaries matter;
 * a schema change: orders placed from ``schema_change_at`` on carry a ``coupon_code`` column (null before).
 """
 
@@ -204,6 +205,9 @@ def generate(seed: int = 42, scale: float = 1.0, defect_rate: float = 0.01, late
             "status": rng.choice(STATUSES, n_orders, p=STATUS_WEIGHTS),
         }
     )
+    # marketplace orders arrive in a nightly batch stamped at midnight: day boundaries matter
+    marketplace = orders.channel == "marketplace"
+    orders.loc[marketplace, "order_ts"] = orders.loc[marketplace, "order_ts"].dt.floor("D")
     schema_change_at = START + pd.Timedelta(days=DAYS * 3 // 4)
     coupon = rng.random(n_orders) < 0.15
     codes = rng.choice(np.array(["SPRING10", "WELCOME5", "FREESHIP"]), n_orders)

@@ -1,0 +1,175 @@
+"""Checks of lab 01.01 (Airflow), run in the delab-airflow environment against the real Postgres and object store:
+the right answer passes; realistic wrong answers are rejected with a telling message."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+
+import pytest
+
+from delab import datasets
+from delab.checks.m01 import l01_airflow as checks
+from delab.grading import NotSolvedYet, WrongAnswer
+from delab.orchestration import airflow as lab_airflow
+
+pytestmark = pytest.mark.stack
+
+lab_airflow.setup("m01_l01_tests")
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # noqa: E402
+from airflow.providers.common.sql.sensors.sql import SqlSensor  # noqa: E402
+from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: E402
+from airflow.sdk import dag, task  # noqa: E402
+
+GOOD_SENSOR = dict(poke_interval=1, timeout=3, mode="reschedule", soft_fail=True)
+EXTRACT_SQL = """
+SELECT p.category, count(DISTINCT o.order_id) AS orders, round(sum(i.quantity * i.unit_price)::numeric, 2){cast}
+FROM m01_l01.orders o JOIN m01_l01.order_items i USING (order_id) JOIN m01_l01.products p USING (product_id)
+WHERE o.order_ts >= %(day)s::date AND o.order_ts {end} %(day)s::date + 1 {status}
+GROUP BY p.category ORDER BY p.category
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shop_in_postgres():
+    shop = datasets.shop(seed=7, scale=0.25)
+    datasets.to_postgres(
+        {"orders": shop.orders.drop_duplicates("order_id"), "order_items": shop.order_items, "products": shop.products},
+        schema="m01_l01",
+    )
+
+
+def make_extract(cast="::float", end="<", status="AND o.status <> 'cancelled'"):
+    def extract(day):
+        rows = PostgresHook(postgres_conn_id="shop_postgres").get_records(
+            EXTRACT_SQL.format(cast=cast, end=end, status=status), parameters={"day": day}
+        )
+        return [{"category": c, "orders": n, "revenue": r} for c, n, r in rows]
+
+    return extract
+
+
+def test_extract_accepts_solution():
+    checks.extract_daily_revenue(make_extract())
+
+
+def test_extract_rejects_inclusive_day_end():
+    with pytest.raises(WrongAnswer, match="order counts|revenue"):
+        checks.extract_daily_revenue(make_extract(end="<="))
+
+
+def test_extract_rejects_cancelled_orders():
+    with pytest.raises(WrongAnswer, match="off"):
+        checks.extract_daily_revenue(make_extract(status=""))
+
+
+def test_extract_rejects_decimals_that_cannot_be_xcoms():
+    with pytest.raises(WrongAnswer, match="XCom"):
+        checks.extract_daily_revenue(make_extract(cast=""))
+
+
+def test_extract_placeholder_is_not_solved():
+    with pytest.raises(NotSolvedYet):
+        checks.extract_daily_revenue(...)
+
+
+def test_sensor_settings_accept_solution():
+    checks.sensor_and_report_settings(GOOD_SENSOR, "all_done")
+
+
+@pytest.mark.parametrize(
+    ("settings", "rule", "message"),
+    [
+        ({**GOOD_SENSOR, "mode": "poke"}, "all_done", "worker slot"),
+        ({k: v for k, v in GOOD_SENSOR.items() if k != "timeout"}, "all_done", "never comes"),
+        ({**GOOD_SENSOR, "soft_fail": False}, "all_done", "looks broken"),
+        (GOOD_SENSOR, "all_success", "report ended"),
+        (GOOD_SENSOR, "none_failed", "not after a failed load"),
+        (GOOD_SENSOR, "always", "does not even wait"),
+        (GOOD_SENSOR, "whenever", "not an Airflow trigger rule"),
+    ],
+)
+def test_sensor_settings_reject_wrong_answers(settings, rule, message):
+    with pytest.raises(WrongAnswer, match=message):
+        checks.sensor_and_report_settings(settings, rule)
+
+
+def make_factory(
+    catchup=False, key="m01_l01/daily_revenue/day={ds}/revenue.parquet", with_share=True, sensor_first=True
+):
+    def factory():
+        import pandas as pd
+
+        @dag(dag_id="m01_shop_etl", schedule="@daily", start_date=datetime(2026, 3, 1), catchup=catchup)
+        def shop_etl():
+            wait = SqlSensor(
+                task_id="wait_for_orders",
+                conn_id="shop_postgres",
+                sql="SELECT count(*) FROM m01_l01.orders WHERE order_ts::date = '{{ ds }}'",
+                **GOOD_SENSOR,
+            )
+
+            @task
+            def extract(ds=None):
+                return make_extract()(ds)
+
+            @task
+            def transform(rows):
+                total = sum(r["revenue"] for r in rows)
+                return [{**r, "share": r["revenue"] / total} if with_share else r for r in rows]
+
+            @task
+            def load(rows, ds=None):
+                target = key.format(ds=ds)
+                buffer = io.BytesIO()
+                pd.DataFrame(rows).to_parquet(buffer)
+                S3Hook(aws_conn_id="lab_s3").load_bytes(
+                    buffer.getvalue(), key=target, bucket_name="delab", replace=True
+                )
+                return target
+
+            @task(trigger_rule="all_done")
+            def report():
+                return "done"
+
+            extracted = extract()
+            if sensor_first:
+                wait >> extracted
+            load(transform(extracted)) >> report()
+
+        return shop_etl()
+
+    return factory
+
+
+def test_dag_accepts_solution():
+    checks.shop_etl_dag(make_factory())
+
+
+def test_dag_rejects_catchup():
+    with pytest.raises(WrongAnswer, match="catchup"):
+        checks.shop_etl_dag(make_factory(catchup=True))
+
+
+def test_dag_rejects_extract_not_waiting_for_sensor():
+    with pytest.raises(WrongAnswer, match="extract does not wait for wait_for_orders"):
+        checks.shop_etl_dag(make_factory(sensor_first=False))
+
+
+def test_dag_rejects_unpartitioned_key():
+    with pytest.raises(WrongAnswer, match="load returned"):
+        checks.shop_etl_dag(make_factory(key="m01_l01/daily_revenue/revenue.parquet"))
+
+
+def test_dag_rejects_missing_share():
+    with pytest.raises(WrongAnswer, match="share"):
+        checks.shop_etl_dag(make_factory(with_share=False))
+
+
+def test_dag_factory_placeholder_is_not_solved():
+    def stub():
+        raise NotImplementedError
+
+    with pytest.raises(NotSolvedYet):
+        checks.shop_etl_dag(stub)
