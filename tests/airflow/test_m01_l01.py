@@ -55,7 +55,7 @@ def test_extract_accepts_solution():
 
 
 def test_extract_rejects_inclusive_day_end():
-    with pytest.raises(WrongAnswer, match="order counts|revenue"):
+    with pytest.raises(WrongAnswer, match=r"order counts|revenue"):
         checks.extract_daily_revenue(make_extract(end="<="))
 
 

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +146,7 @@ def run(dag, logical_date: datetime | None = None, conf: dict | None = None) -> 
     from airflow.utils.session import create_session
 
     if logical_date is not None and logical_date.tzinfo is None:
-        logical_date = logical_date.replace(tzinfo=timezone.utc)  # Airflow stores aware UTC datetimes only
+        logical_date = logical_date.replace(tzinfo=UTC)  # Airflow stores aware UTC datetimes only
     register(dag)
     forget_runs(dag.dag_id, logical_date)
     # dag.test() runs tasks in this process and merges run_conf into each task's params *in place* (Airflow
