@@ -53,8 +53,10 @@ def _is_lab_cell(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     deselected: list[pytest.Item] = []
     stopped: set[Path] = set()
+    grouping = config.pluginmanager.hasplugin("xdist")
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
+        if grouping:
+            item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
         if not _is_lab_cell(item):
             continue
         notebook = Path(str(item.path))

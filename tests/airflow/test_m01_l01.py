@@ -7,20 +7,16 @@ import io
 from datetime import datetime
 
 import pytest
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.common.sql.sensors.sql import SqlSensor
+from airflow.providers.postgres.hooks.postgres import PostgresHook
+from airflow.sdk import dag, task
 
 from delab import datasets
 from delab.checks.m01 import l01_airflow as checks
 from delab.grading import NotSolvedYet, WrongAnswer
-from delab.orchestration import airflow as lab_airflow
 
 pytestmark = pytest.mark.stack
-
-lab_airflow.setup("m01_l01_tests")
-
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # noqa: E402
-from airflow.providers.common.sql.sensors.sql import SqlSensor  # noqa: E402
-from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: E402
-from airflow.sdk import dag, task  # noqa: E402
 
 GOOD_SENSOR = dict(poke_interval=1, timeout=3, mode="reschedule", soft_fail=True)
 EXTRACT_SQL = """

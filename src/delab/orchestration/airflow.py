@@ -10,6 +10,7 @@ only runs DAGs it has serialised, normally by parsing a dags folder — and retu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -136,9 +137,37 @@ def forget_runs(dag_id: str, logical_date: datetime | None = None) -> int:
     return len(runs)
 
 
+@contextlib.contextmanager
+def _scheduled_interval(dag, logical_date: datetime | None):
+    """Make dag.test() give a run the data interval the *scheduler* would: the one starting at logical_date.
+
+    dag.test() treats its logical date like a manual trigger time and picks the last complete interval before it,
+    so a daily run "for 3 March" would process 2 March. Labs (and backfills) mean the scheduled run whose interval
+    starts at the logical date; for timetables without intervals nothing changes.
+    """
+    from unittest import mock
+
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import TimeRestriction
+
+    core = coerce_to_core_timetable(dag.timetable) if logical_date is not None else None
+    info = None
+    if core is not None and getattr(core, "can_be_scheduled", False):
+        restriction = TimeRestriction(earliest=logical_date, latest=None, catchup=True)
+        info = core.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
+    if info is None or info.data_interval.start != logical_date:
+        yield
+        return
+    with mock.patch.object(type(core), "infer_manual_data_interval", lambda self, run_after: info.data_interval):
+        yield
+
+
 def run(dag, logical_date: datetime | None = None, conf: dict | None = None) -> DagRunResult:
-    """Register and run a DAG once with ``dag.test()``; task failures are reported in the result, not raised."""
-    import contextlib
+    """Register and run a DAG once with ``dag.test()``; task failures are reported in the result, not raised.
+
+    With a ``logical_date`` on a scheduled DAG, the run covers the data interval that starts at that date, as a
+    scheduled run (or a backfill) would.
+    """
     import copy
     import io
 
@@ -154,7 +183,7 @@ def run(dag, logical_date: datetime | None = None, conf: dict | None = None) -> 
     saved_params = {task.task_id: copy.deepcopy(task.params) for task in dag.tasks}
     quiet = io.StringIO()
     try:
-        with contextlib.redirect_stdout(quiet):
+        with contextlib.redirect_stdout(quiet), _scheduled_interval(dag, logical_date):
             dag_run = dag.test(logical_date=logical_date, run_conf=conf)
     finally:
         for task in dag.tasks:
