@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Install what the native stack needs, idempotently (a second run takes seconds):
+#   - PostgreSQL (and Java 17 / Maven where missing) from apt, when running as root on Debian/Ubuntu;
+#   - the stack's jars, resolved by Maven from infra/native/pom.xml into the build folder (cache: ~/.m2);
+#   - the Go programs pinned in infra/native/go-tools.txt, `go install`ed into the build folder.
+# Build folder: $DELAB_STACK_BUILD_DIR, else ${DELAB_STATE_DIR:-<repo>/.delab}/stack/build.
+# Learners without apt: `conda env create -f environment.yml` (or brew) brings Java, Maven, Go and PostgreSQL.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+state="${DELAB_STATE_DIR:-$root/.delab}"
+build="${DELAB_STACK_BUILD_DIR:-$state/stack/build}"
+mkdir -p "$build"
+
+say() { printf '[stack install] %s\n' "$*"; }
+die() { printf '[stack install] error: %s\n' "$*" >&2; exit 1; }
+
+have_pg() {
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1
+}
+java_major() {
+  local java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+  command -v "$java" >/dev/null 2>&1 || { echo 0; return; }
+  "$java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = \([0-9]*\).*/\1/p'
+}
+
+# --- system packages --------------------------------------------------------------------------------------------
+missing=()
+have_pg || missing+=(postgresql)
+[ "$(java_major)" -ge 17 ] 2>/dev/null || missing+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "apt-get install ${missing[*]}"
+    # Debian's postgresql package would create and start a "main" cluster on port 5432: the stack runs its own.
+    if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+      mkdir -p /etc/postgresql-common
+      echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    die "missing ${missing[*]}: install them (apt install ${missing[*]}; or brew/conda: see environment.yml)"
+  fi
+fi
+command -v go >/dev/null 2>&1 || die "Go >= 1.25 not found: install it (conda install -c conda-forge 'go>=1.25', brew install go, or the Go toolchain for your OS)"
+
+# --- jars (Maven) -----------------------------------------------------------------------------------------------
+poms=("$here/pom.xml" "$here"/*/pom.xml)
+mvn_stamp="$(cat "${poms[@]}" | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$build/.jars.stamp" 2>/dev/null)" != "$mvn_stamp" ]; then
+  say "resolving jars with Maven (cache: ~/.m2)"
+  rm -rf "$build/kafka" "$build/connect-plugins" "$build/flink/jars" "$build/flink/hadoop" "$build/flink/plugins"
+  mvn -q -B -Dstyle.color=never -f "$here/pom.xml" package -Ddelab.build="$build"
+  echo "$mvn_stamp" > "$build/.jars.stamp"
+else
+  say "jars up to date"
+fi
+
+# --- Go programs ------------------------------------------------------------------------------------------------
+mkdir -p "$build/bin"
+while read -r pkg version; do
+  case "$pkg" in ''|'#'*) continue ;; esac
+  name="${pkg##*/}"
+  if [ -x "$build/bin/$name" ] && [ "$(cat "$build/bin/.$name.version" 2>/dev/null)" = "$version" ]; then
+    say "$name $version up to date"
+    continue
+  fi
+  say "go install $pkg@$version"
+  GOBIN="$build/bin" GOFLAGS="${GOFLAGS:-} -trimpath" go install -ldflags "-s -w" "$pkg@$version"
+  echo "$version" > "$build/bin/.$name.version"
+done < "$here/go-tools.txt"
+
+say "done: $build"
