@@ -1,0 +1,525 @@
+"""Run Prefect 3 the self-hosted way from a notebook, and the two little services lab 01.02 talks to.
+
+* ``setup("m01_l02")`` — call it before ``import prefect``: it points Prefect at a lab-local home
+  (``PREFECT_HOME`` under the lab's folder: SQLite database, persisted results, profiles), turns analytics off and
+  starts ``prefect server start --host 127.0.0.1 --port <free port>`` in a subprocess — the open-source,
+  self-hosted counterpart of Prefect Cloud. Flows run in the notebook report to it; so does the runner below.
+* ``serve(flow, name, ...)`` — serves a notebook-defined flow as a *deployment* from a separate runner process
+  (``flow.serve()``), which polls the server and executes each triggered run in a subprocess of its own.
+* ``RatesService`` — a tiny exchange-rate HTTP API on 127.0.0.1 that can be told to fail its next N requests:
+  the flaky upstream the retry exercise runs against. ``WebhookReceiver`` — a local endpoint that records every
+  POST it gets: the on-call channel failure alerts are sent to.
+
+Everything started here is stopped by ``stop_all()``, which also runs at interpreter exit; the server and the
+runner additionally watch their parent process and stop themselves when the notebook's kernel goes away.
+Run as ``python -m delab.orchestration.prefect server|runner ...`` only by the functions of this module.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from delab import config
+
+HOST = config.HOST
+SERVER_START_TIMEOUT = 120  # a cold start migrates a fresh SQLite database: ~10-20 s on a laptop
+
+_STARTED: list[Any] = []  # everything this process started, stopped in reverse order by stop_all()
+_SERVER: PrefectServer | None = None
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (on 127.0.0.1)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _stop_process_group(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM a process started in its own session (and its children), then SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+def _spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``python -m delab.orchestration.prefect ...`` in its own session, watching this process."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "delab.orchestration.prefect", *args, "--parent", str(os.getpid())],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,  # an interrupt in the notebook does not reach it; stop() ends the group
+        )
+
+
+# ------------------------------------------------------------------------------------------------ the server
+
+
+@dataclass
+class PrefectServer:
+    """A local Prefect server in a subprocess; ``api_url`` is what ``PREFECT_API_URL`` points at."""
+
+    home: Path
+    port: int
+    process: subprocess.Popen | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{HOST}:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "server.log"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> PrefectServer:
+        if not self.running:
+            self.process = _spawn(["server", "--port", str(self.port)], self.log_path)
+        return self
+
+    def healthy(self) -> bool:
+        import httpx
+
+        try:
+            return httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_ready(self, timeout: float = SERVER_START_TIMEOUT) -> PrefectServer:
+        """Block until the API answers (the first start creates the database: give it time)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.healthy():
+                return self
+            if not self.running:
+                raise RuntimeError(f"the Prefect server exited; last lines of {self.log_path}:\n{_tail(self.log_path)}")
+            time.sleep(0.25)
+        raise TimeoutError(f"the Prefect server did not answer within {timeout:.0f} s; see {self.log_path}")
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call the server's REST API, e.g. ``server.api("GET", f"/flow_runs/{run_id}")``; returns the JSON."""
+        import httpx
+
+        response = httpx.request(method, f"{self.api_url}{path}", timeout=kwargs.pop("timeout", 10), **kwargs)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop_process_group(self.process)
+
+    def __enter__(self) -> PrefectServer:
+        return self.wait_ready()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<PrefectServer {self.ui_url} ({state}), PREFECT_HOME={self.home}>"
+
+
+def prefect_env(home: Path, port: int) -> dict[str, str]:
+    """The settings every Prefect process of the lab shares (the kernel, the server, the runner)."""
+    return {
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://{HOST}:{port}/api",
+        "PREFECT_SERVER_API_HOST": HOST,
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",  # a served deployment picks a triggered run up within a second
+        "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
+    }
+
+
+def setup(lab: str, *, reset_results: bool = True) -> PrefectServer:
+    """Configure Prefect for this lab and start its local server (returns at once; ``wait_ready()`` blocks).
+
+    Call it before ``import prefect``. Re-running it in the same kernel returns the running server. With
+    ``reset_results`` the persisted task results (the cache) of earlier notebook runs are deleted, so the lab
+    starts cold every time.
+    """
+    global _SERVER
+    if _SERVER is not None and _SERVER.running and _SERVER.home == config.lab_dir(lab) / "prefect":
+        return _SERVER
+    if _SERVER is not None:
+        _SERVER.stop()
+    home = config.lab_dir(lab) / "prefect"
+    home.mkdir(parents=True, exist_ok=True)
+    if reset_results:
+        import shutil
+
+        shutil.rmtree(home / "storage", ignore_errors=True)
+    port = free_port()
+    os.environ.pop("PREFECT_API_KEY", None)  # never send a Prefect Cloud key to the local server
+    os.environ.pop("PREFECT_PROFILE", None)
+    os.environ.update(prefect_env(home, port))
+    if "prefect" in sys.modules:  # imported earlier (a test session, a re-run): make it read the new settings
+        from prefect.context import refresh_global_settings_context
+
+        refresh_global_settings_context()
+    _SERVER = PrefectServer(home=home, port=port).start()
+    _STARTED.append(_SERVER)
+    return _SERVER
+
+
+def current_server() -> PrefectServer:
+    """The server ``setup()`` started in this process (checks use it to read the API)."""
+    if _SERVER is None or not _SERVER.running:
+        raise RuntimeError("no local Prefect server is running: run the lab's setup cell first")
+    return _SERVER
+
+
+# ------------------------------------------------------------------------------------------ served deployments
+
+
+@dataclass
+class ServedDeployment:
+    """A deployment served by a runner process: trigger it with ``run_deployment(full_name)`` or the REST API."""
+
+    id: str
+    flow_name: str
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.flow_name}/{self.name}"
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        _stop_process_group(self.process)
+
+    def __repr__(self) -> str:
+        state = "served" if self.running else "stopped"
+        return f"<ServedDeployment {self.full_name!r} id={self.id} ({state})>"
+
+
+def serve(
+    flow: Any,
+    name: str,
+    *,
+    cron: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    tags: list[str] | None = None,
+    description: str | None = None,
+    timeout: float = 60,
+) -> ServedDeployment:
+    """Serve ``flow`` as deployment ``name`` from a runner process; returns once the runner is polling.
+
+    The flow object is pickled (cloudpickle, as Prefect itself does) so a flow defined in a notebook can be
+    served; the runner executes each run of the deployment in a subprocess of its own.
+    """
+    import cloudpickle
+
+    server = current_server().wait_ready()
+    folder = server.home / "runners"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{flow.name}-{name}".replace("/", "_")
+    for old in [d for d in _STARTED if isinstance(d, ServedDeployment) and d.full_name == f"{flow.name}/{name}"]:
+        old.stop()
+        _STARTED.remove(old)
+    (folder / f"{stem}.pkl").write_bytes(cloudpickle.dumps(flow))
+    spec = {
+        "flow": str(folder / f"{stem}.pkl"),
+        "serve": {
+            "name": name,
+            "cron": cron,
+            "parameters": parameters or {},
+            "tags": tags or [],
+            "description": description,
+        },
+    }
+    (folder / f"{stem}.json").write_text(json.dumps(spec, default=str))
+    log = folder / f"{stem}.log"
+    log.unlink(missing_ok=True)
+    process = _spawn(["runner", "--spec", str(folder / f"{stem}.json")], log)
+    deadline = time.monotonic() + timeout
+    started = time.time()
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the runner for {flow.name}/{name} exited; last lines of {log}:\n{_tail(log)}")
+        with contextlib.suppress(Exception):
+            found = server.api("GET", f"/deployments/name/{flow.name}/{name}")
+            polled = found.get("last_polled")
+            if found.get("status") == "READY" and polled and _iso_to_epoch(polled) >= started - 1:
+                served = ServedDeployment(found["id"], flow.name, name, process, log)
+                _STARTED.append(served)
+                return served
+        time.sleep(0.25)
+    _stop_process_group(process)
+    raise TimeoutError(f"the runner did not start serving {flow.name}/{name} within {timeout:.0f} s; see {log}")
+
+
+def _iso_to_epoch(value: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+# ------------------------------------------------------------------------------------- the exchange-rate API
+
+CURRENCIES = ("USD", "GBP", "CHF")
+_BASE_RATES = {"USD": 1.0825, "GBP": 0.8571, "CHF": 0.9412}
+
+
+def eur_rates(day: str | date) -> dict[str, float]:
+    """The rates the service publishes for a day: 1 EUR in each currency (deterministic, a little wobbly)."""
+    when = date.fromisoformat(str(day)[:10])
+    wobble = ((when.toordinal() * 37) % 21 - 10) / 1000  # within ±1 %, different every day
+    return {cur: round(rate * (1 + wobble * (i + 1) / 3), 4) for i, (cur, rate) in enumerate(_BASE_RATES.items())}
+
+
+@dataclass
+class ServedRequest:
+    at: float  # time.monotonic() when it arrived
+    method: str
+    path: str
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+class _LocalHTTPService:
+    """A ThreadingHTTPServer on 127.0.0.1 in a daemon thread, recording every request."""
+
+    def __init__(self) -> None:
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep the notebook quiet
+                pass
+
+            def do_GET(self) -> None:
+                service._dispatch(self, "GET")
+
+            def do_POST(self) -> None:
+                service._dispatch(self, "POST")
+
+        self.requests: list[ServedRequest] = []
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer((HOST, 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        _STARTED.append(self)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self._httpd.server_address[1]}"
+
+    def _dispatch(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        status, payload = self.respond(method, handler.path, body)
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        with self._lock:
+            self.requests.append(
+                ServedRequest(time.monotonic(), method, handler.path, status, body, dict(handler.headers.items()))
+            )
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json" if not isinstance(payload, bytes) else "text/plain")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def respond(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+class RatesService(_LocalHTTPService):
+    """``GET /rates?day=YYYY-MM-DD`` → ``{"day", "base": "EUR", "rates": {"USD": …}}``; fails on demand.
+
+    ``fail_next(n)`` makes the next ``n`` requests answer 503 Service Unavailable (a real API under load does the
+    same); ``fail_next(None)`` makes every request fail until ``recover()``.
+    """
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self._failures_left: int | None = fail_first
+        super().__init__()
+
+    def fail_next(self, n: int | None) -> None:
+        with self._lock:
+            self._failures_left = n
+
+    def recover(self) -> None:
+        self.fail_next(0)
+
+    def attempts(self, day: str | None = None) -> list[ServedRequest]:
+        """The requests for /rates (of one day, if given), oldest first."""
+        return [
+            r for r in list(self.requests) if r.path.startswith("/rates") and (day is None or f"day={day}" in r.path)
+        ]
+
+    def respond(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        url = urlparse(path)
+        if method != "GET" or url.path != "/rates":
+            return 404, {"error": "not found: try GET /rates?day=YYYY-MM-DD"}
+        with self._lock:
+            if self._failures_left is None or self._failures_left > 0:
+                if self._failures_left:
+                    self._failures_left -= 1
+                return 503, b"503 Service Unavailable: the rates backend is overloaded, try again later"
+        day = parse_qs(url.query).get("day", [""])[0]
+        try:
+            rates = eur_rates(day)
+        except ValueError:
+            return 400, {"error": f"day must be YYYY-MM-DD, got {day!r}"}
+        return 200, {"day": day, "base": "EUR", "rates": rates}
+
+    def __repr__(self) -> str:
+        return f"<RatesService {self.url}/rates?day=YYYY-MM-DD>"
+
+
+class WebhookReceiver(_LocalHTTPService):
+    """Records every POST it receives (the lab's stand-in for a Slack/Teams/PagerDuty webhook)."""
+
+    def respond(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        if method != "POST":
+            return 200, {"received": len(self.received)}
+        return 200, {"ok": True}
+
+    @property
+    def received(self) -> list[ServedRequest]:
+        return [r for r in list(self.requests) if r.method == "POST"]
+
+    def wait_for(self, count: int = 1, timeout: float = 10) -> list[ServedRequest]:
+        """Wait until at least ``count`` POSTs arrived (or the timeout passed); returns what arrived."""
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.received
+
+    def __repr__(self) -> str:
+        return f"<WebhookReceiver {self.url} ({len(self.received)} received)>"
+
+
+# ------------------------------------------------------------------------------------------------- clean-up
+
+
+def stop_all() -> None:
+    """Stop everything this process started: runners, the server, the local HTTP services."""
+    global _SERVER
+    while _STARTED:
+        thing = _STARTED.pop()
+        with contextlib.suppress(Exception):
+            thing.stop()
+    _SERVER = None
+
+
+atexit.register(stop_all)
+
+
+# ------------------------------------------------------------------------------ the subprocesses' entry point
+
+
+def _watch_parent(parent: int) -> None:
+    """End this process when the process that started it is gone (a kernel that died without clean-up)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(10)
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def _run_server(port: int) -> None:
+    from prefect.cli import app
+
+    sys.argv = ["prefect", "server", "start", "--host", HOST, "--port", str(port), "--analytics-off"]
+    app()
+
+
+def _run_runner(spec_path: str) -> None:
+    import cloudpickle
+
+    spec = json.loads(Path(spec_path).read_text())
+    flow = cloudpickle.loads(Path(spec["flow"]).read_bytes())
+    options = {k: v for k, v in spec["serve"].items() if v is not None}
+    flow.serve(print_starting_message=False, **options)
+
+
+def _main(argv: list[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m delab.orchestration.prefect")
+    parser.add_argument("what", choices=["server", "runner"])
+    parser.add_argument("--parent", type=int, required=True)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--spec")
+    args = parser.parse_args(argv)
+    _watch_parent(args.parent)
+    runs: dict[str, Callable[[], None]] = {
+        "server": lambda: _run_server(args.port),
+        "runner": lambda: _run_runner(args.spec),
+    }
+    runs[args.what]()
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
