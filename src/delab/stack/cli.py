@@ -1,0 +1,222 @@
+"""`delab stack up|down|status|logs|reset` and `delab doctor` (mounted by delab.cli)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from delab import config
+from delab.stack import layout, manager
+from delab.stack.errors import MissingPrerequisite, StackError
+
+app = typer.Typer(
+    help="Start, stop and inspect the data stack (Kafka, Connect+Debezium, Postgres, S3, Flink).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+STATE_STYLE = {"running": "green", "stopped": "dim", "down": "red", "port taken": "red"}
+Services = Annotated[list[str] | None, typer.Argument(help=f"Some of: {', '.join(manager.NAMES)} (default: all).")]
+
+
+def _fail(error: StackError) -> None:
+    err.print(f"[red]error:[/] {error.message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _table(rows: list[manager.ServiceStatus]) -> Table:
+    table = Table(title=f"delab stack · profile {config.profile()}", title_justify="left")
+    for column in ("service", "endpoint", "state", "UI", "detail"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        style = STATE_STYLE.get(row.state, "yellow")
+        table.add_row(row.service, row.endpoint, f"[{style}]{row.state}[/]", row.ui_url or "", row.detail)
+    return table
+
+
+@app.command()
+def up(services: Services = None) -> None:
+    """Start the services (idempotent) and wait until each one really works."""
+    try:
+        with console.status("starting the stack…") as spinner:
+            rows = manager.up(services, progress=lambda message: spinner.console.log(message, highlight=False))
+    except StackError as error:
+        _fail(error)
+    console.print(_table(rows))
+
+
+@app.command()
+def down(services: Services = None) -> None:
+    """Stop what the stack started (nothing else)."""
+    try:
+        rows = manager.down(services)
+    except StackError as error:
+        _fail(error)
+    console.print(_table(rows))
+
+
+@app.command()
+def status(services: Services = None) -> None:
+    """Show each service's state, checked for real; exit code 1 when one is not running."""
+    try:
+        rows = manager.status(services)
+    except StackError as error:
+        _fail(error)
+    console.print(_table(rows))
+    if not all(row.ok for row in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def logs(
+    service: Annotated[str, typer.Argument(help=f"One of: {', '.join(manager.NAMES)}.")],
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many lines.")] = 50,
+) -> None:
+    """Print the end of a service's log."""
+    try:
+        console.print(manager.logs(service, lines), markup=False, highlight=False)
+    except StackError as error:
+        _fail(error)
+
+
+@app.command()
+def reset(yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False) -> None:
+    """Stop the stack and wipe its data (topics, tables, objects, Flink state). Built jars stay."""
+    if not yes and not typer.confirm(f"Stop the stack and delete everything under {layout.stack_dir()} but build/?"):
+        raise typer.Abort()
+    try:
+        manager.reset()
+    except StackError as error:
+        _fail(error)
+    console.print("stack state wiped")
+
+
+# --- doctor ----------------------------------------------------------------------------------------------------
+
+
+def _check_java() -> str | None:
+    try:
+        java = layout.java_bin()
+    except MissingPrerequisite as error:
+        return error.message
+    major = layout.java_major(java)
+    if major < 17:
+        return (
+            f"Java {major or '?'} at {java}; Kafka and Flink need 17+: apt install openjdk-17-jdk-headless, "
+            "brew install openjdk@17 or conda install -c conda-forge openjdk=17 (then set JAVA_HOME)"
+        )
+    return None
+
+
+def _check_tool(name: str, hint: str) -> str | None:
+    return None if shutil.which(name) else f"{name} not found: {hint}"
+
+
+def _check_go() -> str | None:
+    go = shutil.which("go")
+    if go is None:
+        return (
+            "Go not found (needed once, to build the S3 gateway): "
+            "conda install -c conda-forge 'go>=1.25' or brew install go"
+        )
+    version = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True).stdout.strip()
+    parts = version.removeprefix("go").split(".")
+    if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit() and (int(parts[0]), int(parts[1])) < (1, 25):
+        return f"{version} is too old to build versitygw (needs go 1.25+): conda install -c conda-forge 'go>=1.25'"
+    return None
+
+
+def _check_postgres() -> str | None:
+    try:
+        bindir = layout.pg_bindir()
+    except MissingPrerequisite as error:
+        return error.message
+    missing = [tool for tool in ("initdb", "postgres") if not (bindir / tool).exists()]
+    return f"{', '.join(missing)} missing in {bindir}: apt install postgresql" if missing else None
+
+
+def _check_built() -> str | None:
+    try:
+        layout.build_path("kafka", "libs", what="the Kafka jars")
+        layout.build_path("connect-plugins", "debezium-connector-postgres", what="the Debezium connector")
+        layout.build_path("flink", "jars", what="the Flink connector jars")
+        layout.versitygw_bin()
+    except MissingPrerequisite as error:
+        return error.message
+    return None
+
+
+def _check_flink() -> str | None:
+    try:
+        layout.flink_home()
+    except MissingPrerequisite as error:
+        return error.message
+    return None
+
+
+def _check_ports() -> list[str]:
+    problems = []
+    ours = {pid for row in manager.status() for pid in row.pids} if config.profile() == "native" else set()
+    ports = {label: port for service in manager.SERVICES.values() for label, port in service.ports().items()}
+    for label, port in ports.items():
+        if manager.port_free(port):
+            continue
+        owner = manager.port_owner(port)
+        if ours and owner and any(f"pid {pid} " in owner + " " for pid in ours):
+            continue
+        if config.profile() == "native" and any(row.ok for row in manager.status() if label.startswith(row.service)):
+            continue
+        problems.append(manager.port_taken_message(label.split()[0], label, port))
+    return problems
+
+
+def _check_disk() -> str | None:
+    folder = layout.stack_dir()
+    while not folder.exists():
+        folder = folder.parent
+    free_gb = shutil.disk_usage(folder).free / 1e9
+    return None if free_gb >= 2 else f"only {free_gb:.1f} GB free under {folder}: the stack wants 2 GB or more"
+
+
+def doctor() -> None:
+    """Check the prerequisites of the stack and print one line per problem with what to run."""
+    profile = config.profile()
+    checks: list[tuple[str, str | list[str] | None]] = [("profile", None)]
+    if profile == "native":
+        checks += [
+            ("Java 17+", _check_java()),
+            (
+                "Maven",
+                _check_tool("mvn", "apt install maven, brew install maven or conda install -c conda-forge maven"),
+            ),
+            ("Go 1.25+", _check_go()),
+            ("PostgreSQL 15+ binaries", _check_postgres()),
+            ("PyFlink environment", _check_flink()),
+            ("built jars and binaries", _check_built()),
+        ]
+    elif profile == "docker":
+        ok = config.docker_daemon_answers()
+        checks.append(
+            ("Docker engine", None if ok else "no Docker engine answers: start Docker Desktop / colima / dockerd")
+        )
+    checks += [("free ports", _check_ports()), ("disk", _check_disk())]
+    problems = 0
+    console.print(f"profile: [bold]{profile}[/] (DELAB_STACK={os.environ.get('DELAB_STACK', '')!s})")
+    for name, result in checks[1:]:
+        lines = result if isinstance(result, list) else ([result] if result else [])
+        if not lines:
+            console.print(f"[green]ok[/]   {name}", highlight=False)
+        for line in lines:
+            problems += 1
+            console.print(f"[red]fix[/]  {name}: {line}", highlight=False)
+    if problems:
+        raise typer.Exit(1)
