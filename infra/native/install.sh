@@ -3,14 +3,13 @@
 #   - PostgreSQL (and Java 17 / Maven where missing) from apt, when running as root on Debian/Ubuntu;
 #   - the stack's jars, resolved by Maven from infra/native/pom.xml into the build folder (cache: ~/.m2);
 #   - the Go programs pinned in infra/native/go-tools.txt, `go install`ed into the build folder.
-# Build folder: $DELAB_STACK_BUILD_DIR, else ${DELAB_STATE_DIR:-<repo>/.delab}/stack/build.
+# Build folder: $DELAB_STACK_BUILD_DIR, else ${DELAB_STACK_DIR:-<repo>/.delab/stack}/build (as delab.stack.layout).
 # Learners without apt: `conda env create -f environment.yml` (or brew) brings Java, Maven, Go and PostgreSQL.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-state="${DELAB_STATE_DIR:-$root/.delab}"
-build="${DELAB_STACK_BUILD_DIR:-$state/stack/build}"
+build="${DELAB_STACK_BUILD_DIR:-${DELAB_STACK_DIR:-$root/.delab/stack}/build}"
 mkdir -p "$build"
 
 say() { printf '[stack install] %s\n' "$*"; }

@@ -29,7 +29,7 @@ Services = Annotated[list[str] | None, typer.Argument(help=f"Some of: {', '.join
 
 
 def _fail(error: StackError) -> None:
-    err.print(f"[red]error:[/] {error.message}", highlight=False)
+    err.print(f"[red]error:[/] {error.message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 

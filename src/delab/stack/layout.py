@@ -1,10 +1,14 @@
 """Where the native stack keeps things, and where it finds its binaries.
 
-Layout under ``delab.config.state_dir()/stack``::
+Layout under the stack folder, ``$DELAB_STACK_DIR`` or ``<repo>/.delab/stack``::
 
     build/   jars, plugins and binaries made by infra/native/install.sh (kept by reset)
     data/    each service's data (wiped by reset)
     run/     generated configs, pid files and logs (wiped by reset)
+
+The stack folder deliberately does not follow ``DELAB_STATE_DIR``: ports are machine-wide, so there is one stack
+per checkout, shared by the CLI, every kernel and the test session (which points DELAB_STATE_DIR at a temporary
+folder for progress files).
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ INSTALL_HINT = "run `make setup` (or infra/native/install.sh)"
 
 
 def stack_dir() -> Path:
-    """The stack's state folder: <state_dir>/stack."""
-    return config.state_dir() / "stack"
+    """The stack's folder: $DELAB_STACK_DIR, else <repo>/.delab/stack."""
+    return Path(os.environ.get("DELAB_STACK_DIR") or config.project_root() / ".delab" / "stack")
 
 
 def build_dir() -> Path:
