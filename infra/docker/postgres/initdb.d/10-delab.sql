@@ -1,0 +1,6 @@
+-- The learner role and database, as the native profile makes them (delab.stack.native.Postgres.bootstrap).
+CREATE ROLE delab LOGIN REPLICATION CREATEDB PASSWORD 'delab';
+CREATE DATABASE shop OWNER delab;
+\connect shop
+-- Debezium (pgoutput) uses this publication; FOR ALL TABLES needs a superuser, hence here.
+CREATE PUBLICATION dbz_publication FOR ALL TABLES;
