@@ -391,6 +391,7 @@ class Postgres(NativeService):
                 "-E",
                 "UTF8",
                 "--no-locale",
+                "--no-sync",  # a throwaway learning database: do not wait for the disk
             ],
             capture_output=True,
             text=True,
