@@ -7,6 +7,7 @@ lives under ``layout.data_dir(service)``, and every server binds 127.0.0.1.
 from __future__ import annotations
 
 import base64
+import contextlib
 import glob
 import hashlib
 import os
@@ -117,6 +118,28 @@ def fast_start_flags() -> list[str]:
     return ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
 
 
+def cds_flags(process: str, jars: list[str]) -> list[str]:
+    """Class-data sharing: the first run of a JVM records the classes it loaded into an archive when it exits
+    (``down``); later starts map that archive and spend ~40% less CPU loading classes. The archive is named after
+    the Java binary, flags and jars, so a new jar set or JDK simply records a new one. DELAB_JVM_CDS=0 turns it off.
+    """
+    if os.environ.get("DELAB_JVM_CDS", "1") == "0":
+        return []
+    fingerprint = [layout.java_bin(), *fast_start_flags()]
+    for jar in sorted(jars):
+        with contextlib.suppress(OSError):
+            fingerprint.append(f"{jar}:{os.path.getsize(jar)}:{int(os.path.getmtime(jar))}")
+    key = hashlib.sha1("\n".join(fingerprint).encode()).hexdigest()[:12]
+    folder = layout.build_dir() / "cds"
+    archive = folder / f"{process}-{key}.jsa"
+    if archive.exists():
+        return [f"-XX:SharedArchiveFile={archive}"]
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(f"{process}-*.jsa"):
+        stale.unlink(missing_ok=True)
+    return [f"-XX:ArchiveClassesAtExit={archive}"]
+
+
 def _jvm(heap: str) -> list[str]:
     return [
         layout.java_bin(),
@@ -139,6 +162,9 @@ class Kafka(NativeService):
 
     def classpath(self) -> str:
         return str(layout.build_path("kafka", "libs", what="the Kafka jars")) + "/*"
+
+    def jars(self) -> list[str]:
+        return glob.glob(self.classpath().removesuffix("*") + "*.jar")
 
     def properties(self) -> str:
         broker, controller = config.port("kafka"), config.port("kafka_controller")
@@ -207,6 +233,7 @@ class Kafka(NativeService):
                 "kafka",
                 [
                     *_jvm(self.heap),
+                    *cds_flags("kafka", self.jars()),
                     f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
                     f"-Dkafka.logs.dir={layout.run_dir() / 'logs'}",
                     "-cp",
@@ -280,6 +307,7 @@ class Connect(NativeService):
                 "connect",
                 [
                     *_jvm(self.heap),
+                    *cds_flags("connect", Kafka().jars()),
                     f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
                     f"-Dkafka.logs.dir={layout.run_dir() / 'logs'}",
                     "-cp",
@@ -576,6 +604,9 @@ class Flink(NativeService):
             "rest": {"address": HOST, "bind-address": HOST, "port": config.port("flink")},
             "parallelism": {"default": 1},
             "heartbeat": {"timeout": 15000},
+            # The TaskManager usually starts before the JobManager listens: retry registering every half second
+            # instead of backing off to 10 s (that backoff alone made cold starts 10 s slower).
+            "cluster": {"registration": {"error-delay": 500, "refused-registration-delay": 500, "max-timeout": 2000}},
             "io": {"tmp": {"dirs": str(data / "tmp")}},
             "web": {"upload": {"dir": str(data / "uploads")}},
             "execution": {
@@ -600,7 +631,16 @@ class Flink(NativeService):
     def prepare(self) -> None:
         home, conf = layout.flink_home(), layout.conf_dir("flink")
         base = yaml.safe_load((home / "conf" / "config.yaml").read_text()) or {}
-        _write(conf / "config.yaml", yaml.safe_dump(_merge(base, self.settings()), sort_keys=False))
+        settings = self.settings()
+        jars = [*glob.glob(str(home / "lib" / "*.jar")), *glob.glob(str(home / "opt" / "flink-python*.jar"))]
+        jars += glob.glob(str(layout.build_dir() / "flink" / "hadoop" / "*.jar"))
+        # only the JobManager's and TaskManager's own JVMs get an archive (not the scripts' helper JVMs)
+        settings["env"] = {
+            "java": {
+                "opts": {role: " ".join(cds_flags(f"flink-{role}", jars)) for role in ("jobmanager", "taskmanager")}
+            }
+        }
+        _write(conf / "config.yaml", yaml.safe_dump(_merge(base, settings), sort_keys=False))
         _write(conf / "log4j-console.properties", FLINK_LOG4J.format(level="INFO"))
         _write(conf / "log4j.properties", FLINK_LOG4J.format(level="INFO"))
         _write(conf / "log4j-cli.properties", FLINK_LOG4J.format(level="WARN"))  # PyFlink clients: quiet
