@@ -1,9 +1,10 @@
 """Run Prefect 3 the self-hosted way from a notebook, and the two little services lab 01.02 talks to.
 
 * ``setup("m01_l02")`` — call it before ``import prefect``: it points Prefect at a lab-local home
-  (``PREFECT_HOME`` under the lab's folder: SQLite database, persisted results, profiles), turns analytics off and
-  starts ``prefect server start --host 127.0.0.1 --port <free port>`` in a subprocess — the open-source,
-  self-hosted counterpart of Prefect Cloud. Flows run in the notebook report to it; so does the runner below.
+  (``PREFECT_HOME`` under the lab's folder: persisted results, profiles, logs) and a server database
+  (``prefect_m01_l02`` in the stack's Postgres), turns analytics off and starts
+  ``prefect server start --host 127.0.0.1 --port <free port>`` in a subprocess — the open-source, self-hosted
+  counterpart of Prefect Cloud. Flows run in the notebook report to it; so does the runner below.
 * ``serve(flow, name, ...)`` — serves a notebook-defined flow as a *deployment* from a separate runner process
   (``flow.serve()``), which polls the server and executes each triggered run in a subprocess of its own.
 * ``RatesService`` — a tiny exchange-rate HTTP API on 127.0.0.1 that can be told to fail its next N requests:
@@ -38,7 +39,8 @@ from urllib.parse import parse_qs, urlparse
 from delab import config
 
 HOST = config.HOST
-SERVER_START_TIMEOUT = 120  # a cold start migrates a fresh SQLite database: ~10-20 s on a laptop
+SERVER_START_TIMEOUT = 120  # a cold start migrates a fresh database: ~10-20 s on a laptop
+FINAL_STATE_TYPES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 _STARTED: list[Any] = []  # everything this process started, stopped in reverse order by stop_all()
 _SERVER: PrefectServer | None = None
@@ -145,6 +147,19 @@ class PrefectServer:
         response.raise_for_status()
         return response.json() if response.content else None
 
+    def task_runs(self, flow_run_id: Any, expect: int = 1, timeout: float = 5.0) -> list[dict]:
+        """The task runs of a flow run, once at least ``expect`` of them have a final state.
+
+        Task runs reach the server as events that a server-side service records, a moment after the run ends.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = self.api("POST", "/task_runs/filter", json={"flow_runs": {"id": {"any_": [str(flow_run_id)]}}})
+            done = [r for r in runs if (r.get("state") or {}).get("type") in FINAL_STATE_TYPES]
+            if (len(done) >= expect and len(done) == len(runs)) or time.monotonic() > deadline:
+                return runs
+            time.sleep(0.1)
+
     def stop(self) -> None:
         if self.process is not None:
             _stop_process_group(self.process)
@@ -160,9 +175,34 @@ class PrefectServer:
         return f"<PrefectServer {self.ui_url} ({state}), PREFECT_HOME={self.home}>"
 
 
-def prefect_env(home: Path, port: int) -> dict[str, str]:
+def server_database(lab: str) -> str:
+    """An SQLAlchemy URL for the server's own database: ``prefect_<lab>`` in the stack's Postgres (created here).
+
+    Prefect's default SQLite database answers 'database is locked' (HTTP 503) as soon as a runner, the server's
+    services and an API client write at the same moment (upstream issue PrefectHQ/prefect#18934); Postgres is
+    what a self-hosted production server uses anyway. Falls back to SQLite under PREFECT_HOME when the database
+    cannot be created (a role without CREATEDB, say).
+    """
+    import psycopg
+
+    from delab import clients
+
+    name = f"prefect_{lab}"
+    pg = config.postgres()
+    try:
+        with clients.postgres() as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error:
+        return ""
+    return f"postgresql+asyncpg://{pg.user}:{pg.password}@{pg.host}:{pg.port}/{name}"
+
+
+def prefect_env(home: Path, port: int, database_url: str = "") -> dict[str, str]:
     """The settings every Prefect process of the lab shares (the kernel, the server, the runner)."""
+    database = {"PREFECT_API_DATABASE_CONNECTION_URL": database_url} if database_url else {}
     return {
+        **database,
         "PREFECT_HOME": str(home),
         "PREFECT_API_URL": f"http://{HOST}:{port}/api",
         "PREFECT_SERVER_API_HOST": HOST,
@@ -171,15 +211,18 @@ def prefect_env(home: Path, port: int) -> dict[str, str]:
         "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",  # a served deployment picks a triggered run up within a second
         "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
+        "PREFECT_CLI_PROMPT": "false",  # `prefect server start` must not ask about profiles in a subprocess
+        "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",
     }
 
 
-def setup(lab: str, *, reset_results: bool = True) -> PrefectServer:
+def setup(lab: str, *, reset_results: bool = True, standby_runner: bool = True) -> PrefectServer:
     """Configure Prefect for this lab and start its local server (returns at once; ``wait_ready()`` blocks).
 
     Call it before ``import prefect``. Re-running it in the same kernel returns the running server. With
     ``reset_results`` the persisted task results (the cache) of earlier notebook runs are deleted, so the lab
-    starts cold every time.
+    starts cold every time; with ``standby_runner`` a runner process starts now and imports Prefect while the
+    notebook works, so that ``serve()`` has one ready later.
     """
     global _SERVER
     if _SERVER is not None and _SERVER.running and _SERVER.home == config.lab_dir(lab) / "prefect":
@@ -193,15 +236,23 @@ def setup(lab: str, *, reset_results: bool = True) -> PrefectServer:
 
         shutil.rmtree(home / "storage", ignore_errors=True)
     port = free_port()
-    os.environ.pop("PREFECT_API_KEY", None)  # never send a Prefect Cloud key to the local server
-    os.environ.pop("PREFECT_PROFILE", None)
-    os.environ.update(prefect_env(home, port))
-    if "prefect" in sys.modules:  # imported earlier (a test session, a re-run): make it read the new settings
+    for stale in ("PREFECT_API_KEY", "PREFECT_PROFILE", "PREFECT_API_DATABASE_CONNECTION_URL"):
+        os.environ.pop(stale, None)  # never send a Prefect Cloud key to the local server, nor reuse another lab's DB
+    os.environ.update(prefect_env(home, port, server_database(lab)))
+    imported_before = "prefect" in sys.modules
+    _SERVER = PrefectServer(home=home, port=port).start()  # first: it starts while this process imports Prefect
+    _STARTED.append(_SERVER)
+    if standby_runner:
+        _STARTED.append(_StandbyRunner(home / "runners" / "standby"))
+    if imported_before:  # a test session, a re-run: make the imported Prefect read the new settings
         from prefect.context import refresh_global_settings_context
 
         refresh_global_settings_context()
-    _SERVER = PrefectServer(home=home, port=port).start()
-    _STARTED.append(_SERVER)
+    from prefect.settings import get_current_settings
+
+    # Prefect 3.9 ends every flow run by joining a heartbeat thread that sleeps in 1-second steps. Heartbeats only
+    # help the server spot crashed runs of deployments; runs started from the notebook finish ~1 s sooner without.
+    get_current_settings().flows.heartbeat_frequency = None
     return _SERVER
 
 
@@ -234,11 +285,37 @@ class ServedDeployment:
         return self.process.poll() is None
 
     def stop(self) -> None:
-        _stop_process_group(self.process)
+        _stop_process_group(self.process, grace=3)  # a runner only pauses its deployments on the way out
 
     def __repr__(self) -> str:
         state = "served" if self.running else "stopped"
         return f"<ServedDeployment {self.full_name!r} id={self.id} ({state})>"
+
+
+class _StandbyRunner:
+    """A runner process started early: it imports Prefect while the notebook works, then waits for a flow to
+    serve. ``serve()`` hands it one by writing a spec file, which saves the runner's start-up time later."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*"):
+            old.unlink()
+        self.log_path = folder / "runner.log"
+        self.process = _spawn(["runner", "--standby", str(folder)], self.log_path)
+
+    @property
+    def available(self) -> bool:
+        return self.process.poll() is None and not (self.folder / "spec.json").exists()
+
+    def claim(self, spec: dict[str, Any]) -> subprocess.Popen:
+        staged = self.folder / "spec.json.tmp"
+        staged.write_text(json.dumps(spec, default=str))
+        staged.rename(self.folder / "spec.json")  # atomic: the runner never reads half a file
+        return self.process
+
+    def stop(self) -> None:
+        _stop_process_group(self.process)
 
 
 def serve(
@@ -276,10 +353,15 @@ def serve(
             "description": description,
         },
     }
-    (folder / f"{stem}.json").write_text(json.dumps(spec, default=str))
-    log = folder / f"{stem}.log"
-    log.unlink(missing_ok=True)
-    process = _spawn(["runner", "--spec", str(folder / f"{stem}.json")], log)
+    standby = next((s for s in _STARTED if isinstance(s, _StandbyRunner) and s.available), None)
+    if standby is not None:
+        _STARTED.remove(standby)
+        process, log = standby.claim(spec), standby.log_path
+    else:
+        (folder / f"{stem}.json").write_text(json.dumps(spec, default=str))
+        log = folder / f"{stem}.log"
+        log.unlink(missing_ok=True)
+        process = _spawn(["runner", "--spec", str(folder / f"{stem}.json")], log)
     deadline = time.monotonic() + timeout
     started = time.time()
     while time.monotonic() < deadline:
@@ -333,8 +415,18 @@ class ServedRequest:
             return None
 
 
+@dataclass(frozen=True)
+class ServiceAddress:
+    """What a pickled service becomes in another process (a served flow's runner): just where to reach it."""
+
+    url: str
+
+
 class _LocalHTTPService:
     """A ThreadingHTTPServer on 127.0.0.1 in a daemon thread, recording every request."""
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return ServiceAddress, (self.url,)
 
     def __init__(self) -> None:
         service = self
@@ -495,9 +587,15 @@ def _run_server(port: int) -> None:
     app()
 
 
-def _run_runner(spec_path: str) -> None:
+def _run_runner(spec_path: str | None, standby: str | None) -> None:
     import cloudpickle
+    import prefect.flows  # noqa: F401 (a standby runner pays for the import before it is needed)
 
+    if standby is not None:
+        spec_file = Path(standby) / "spec.json"
+        while not spec_file.exists():
+            time.sleep(0.1)
+        spec_path = str(spec_file)
     spec = json.loads(Path(spec_path).read_text())
     flow = cloudpickle.loads(Path(spec["flow"]).read_bytes())
     options = {k: v for k, v in spec["serve"].items() if v is not None}
@@ -512,11 +610,12 @@ def _main(argv: list[str]) -> None:
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--port", type=int)
     parser.add_argument("--spec")
+    parser.add_argument("--standby")
     args = parser.parse_args(argv)
     _watch_parent(args.parent)
     runs: dict[str, Callable[[], None]] = {
         "server": lambda: _run_server(args.port),
-        "runner": lambda: _run_runner(args.spec),
+        "runner": lambda: _run_runner(args.spec, args.standby),
     }
     runs[args.what]()
 

@@ -1,0 +1,186 @@
+"""Checks of lab 01.06 (resources and testing): concurrency limits measured on a real Dagster run, peak memory
+measured in a child process, and the learner's test suite judged by mutation testing (it must pass on the real
+code and fail on each planted bug)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+
+from delab import config
+from delab.grading import WrongAnswer, exercise, learner_code
+
+WAREHOUSE_LIMIT = 2
+
+
+@exercise("m01.l06.e1")
+def concurrency_config(run_config: dict) -> None:
+    """Exports run in parallel, but never more than two at once against the warehouse."""
+    from delab.orchestration import warehouse_jobs
+
+    if not isinstance(run_config, dict) or "execution" not in run_config:
+        raise WrongAnswer(
+            "expected a Dagster run config with an 'execution' section.",
+            hint="{'execution': {'config': {'multiprocess': {...}}}}",
+        )
+    executor = run_config["execution"].get("config", {})
+    if "multiprocess" not in executor:
+        raise WrongAnswer(
+            f"the executor is {list(executor) or 'the default'}: steps cannot run side by side.",
+            hint="the multiprocess executor runs steps in parallel processes.",
+        )
+    folder = config.lab_dir("m01_l06") / "dagster-check"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        success, exports, _ = warehouse_jobs.run(run_config, str(folder))
+    except Exception as error:  # an invalid run config is the learner's mistake: say which
+        raise WrongAnswer(
+            f"Dagster rejected the run config: {str(error).splitlines()[0]}",
+            hint="compare the keys with the multiprocess executor's config schema.",
+        ) from None
+    if not success:
+        raise WrongAnswer("the job run failed.", hint="run warehouse_jobs.run(...) yourself and read its events.")
+    overlap = warehouse_jobs.max_overlap(exports)
+    if overlap > WAREHOUSE_LIMIT:
+        raise WrongAnswer(
+            f"{overlap} exports hit the warehouse at the same time; it allows {WAREHOUSE_LIMIT}.",
+            hint="limit steps by their tag (resource=warehouse), not just overall concurrency.",
+        )
+    if overlap < WAREHOUSE_LIMIT:
+        raise WrongAnswer(
+            "the exports ran one at a time.", hint=f"allow {WAREHOUSE_LIMIT} at once, and at least as many processes."
+        )
+
+
+# ------------------------------------------------------------------------------------------------ memory
+
+
+def whole_file_revenue(path: str) -> pd.DataFrame:
+    """The reference: read the whole file, then aggregate."""
+    lines = pd.read_csv(path)
+    lines = lines[lines.quantity > 0]
+    return (
+        lines.assign(revenue=lines.quantity * lines.unit_price).groupby("category").revenue.sum().round(2).sort_index()
+    )
+
+
+@learner_code("your function")
+def _measure(fn, path):
+    from delab.orchestration import measure
+
+    return measure.cost(fn, path)
+
+
+def doubled(path: Path) -> Path:
+    """The same CSV with its rows twice (written next to it once): streaming code must not need more memory."""
+    target = path.with_name(path.stem + ".x2.csv")
+    if not target.exists() or target.stat().st_mtime < path.stat().st_mtime:
+        with path.open() as source, target.open("w") as out:
+            header = source.readline()
+            body = source.read()
+            out.write(header + body + body)
+    return target
+
+
+@exercise("m01.l06.e2")
+def chunked_revenue(fn, path) -> None:
+    """The same revenue per category from a big CSV, with memory that does not grow with the file."""
+    from delab.orchestration import measure
+
+    path = Path(path)
+    got = _measure(fn, str(path))
+    result = got.result
+    if isinstance(result, pd.DataFrame) and {"category", "revenue"} <= set(result.columns):
+        result = result.set_index("category").revenue
+    if not isinstance(result, pd.Series):
+        raise WrongAnswer(
+            f"expected a Series of revenue by category, got {type(result).__name__}.",
+            hint="accumulate per-chunk sums, then add them up.",
+        )
+    result = result.astype(float).round(2).sort_index()
+    reference = measure.cost(whole_file_revenue, str(path))
+    want = reference.result
+    if list(result.index) != list(want.index) or ((result - want).abs() > 0.05).any():
+        raise WrongAnswer(
+            "the revenue per category differs from the whole-file result.",
+            hint="sum each chunk's revenue per category, then add the partial sums.",
+        )
+    twice = doubled(path)
+    grown = _measure(fn, str(twice)).peak_mb - got.peak_mb
+    reference_grown = measure.cost(whole_file_revenue, str(twice)).peak_mb - reference.peak_mb
+    if grown > 0.35 * reference_grown:
+        raise WrongAnswer(
+            f"with twice the rows your peak memory grew by {grown:.0f} MB more (reading the whole "
+            f"file: {reference_grown:.0f} MB more): it still holds the whole input.",
+            hint="do not keep the chunks (or read the whole file): keep only the running sums.",
+        )
+
+
+# ----------------------------------------------------------------------------------------- mutation testing
+
+#: planted bugs: (description used as a hint, original text, replacement)
+MUTANTS = [
+    ("cancelled orders are counted", '    orders = orders[orders.status != "cancelled"]\n', ""),
+    ("lines with a negative quantity are counted", "    items = items[items.quantity > 0]\n", ""),
+    ("repeated order rows are counted twice", '    orders = orders.drop_duplicates("order_id")\n', ""),
+    ("the quantity is ignored", "revenue=lines.quantity * lines.unit_price", "revenue=lines.unit_price"),
+]
+
+
+def _run_suite(tests: str, module_source: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory(prefix="delab-mutant-") as folder:
+        Path(folder, "revenue_rules.py").write_text(module_source)
+        Path(folder, "test_revenue_rules.py").write_text(tests)
+        env = {
+            **os.environ,
+            "PYTHONPATH": folder,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        }  # the suite needs plain pytest: start fast
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--rootdir", folder, folder],
+            capture_output=True,
+            text=True,
+            cwd=folder,
+            env=env,
+            timeout=timeout,
+        )
+
+
+@exercise("m01.l06.e3")
+def mutation_tested_suite(tests: str) -> None:
+    """Your tests pass on the real transformation and fail on every planted bug."""
+    from delab.orchestration import revenue_rules
+
+    if not isinstance(tests, str) or "def test_" not in tests:
+        raise WrongAnswer(
+            "expected the source of a pytest module with test functions.",
+            hint="def test_something(): ... inside a string.",
+        )
+    original = Path(revenue_rules.__file__).read_text()
+    clean = _run_suite(tests, original)
+    if clean.returncode == 5:
+        raise WrongAnswer("pytest found no tests in your module.", hint="test functions start with test_.")
+    if clean.returncode != 0:
+        last = [line for line in clean.stdout.splitlines() if line.strip()][-1:] or ["no output"]
+        raise WrongAnswer(
+            f"your tests fail on the correct code: {last[0]}",
+            hint="run them in a cell first; check the expected numbers by hand.",
+        )
+    for _, before, _ in MUTANTS:
+        if before not in original:
+            raise RuntimeError(f"mutant out of date: {before!r}")
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the mutants are independent: run two at a time
+        runs = list(pool.map(lambda m: _run_suite(tests, original.replace(m[1], m[2])), MUTANTS))
+    for (description, _, _), mutant in zip(MUTANTS, runs, strict=True):
+        if mutant.returncode == 0:
+            raise WrongAnswer(
+                f"a planted bug survives your tests: {description}.",
+                hint="add a tiny input where that rule changes the result, and assert on it.",
+            )
