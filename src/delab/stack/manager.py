@@ -291,6 +291,7 @@ def _ensure(service: NativeService, progress: Progress, listening: Callable[[], 
         _start(spec)
     progress(f"{service.name}: started, waiting until it answers")
     _wait_ready(service, _process_names(service), progress, started, listening)
+    service.after_ready({name: pid for name in _process_names(service) if (pid := _read_pid(name))})
     progress(f"{service.name}: ready in {time.monotonic() - started:.1f} s")
     return _native_status(service, probe=False)
 

@@ -10,8 +10,10 @@ import base64
 import contextlib
 import glob
 import hashlib
+import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import stat
@@ -75,6 +77,9 @@ class NativeService:
 
     def probe(self) -> None:
         probes.PROBES[self.name]()
+
+    def after_ready(self, pids: dict[str, int]) -> None:
+        """Called once the service answers after a start (pids by process name)."""
 
 
 def _java_env() -> dict[str, str]:
@@ -632,8 +637,7 @@ class Flink(NativeService):
         home, conf = layout.flink_home(), layout.conf_dir("flink")
         base = yaml.safe_load((home / "conf" / "config.yaml").read_text()) or {}
         settings = self.settings()
-        jars = [*glob.glob(str(home / "lib" / "*.jar")), *glob.glob(str(home / "opt" / "flink-python*.jar"))]
-        jars += glob.glob(str(layout.build_dir() / "flink" / "hadoop" / "*.jar"))
+        jars = self._jars()
         # only the JobManager's and TaskManager's own JVMs get an archive (not the scripts' helper JVMs)
         settings["env"] = {
             "java": {
@@ -674,12 +678,63 @@ class Flink(NativeService):
         }
         return env
 
+    # Flink's start scripts run two helper JVMs per process (config flattening, memory sizing) before the real
+    # one: as much CPU as the JobManager's own start. The stack records the final java command line of a scripted
+    # start and, while config, jars and flags stay the same, launches java with it directly next time.
+    ROLES = ("jobmanager", "taskmanager")
+
+    def _launch_key(self) -> str:
+        stack = str(layout.stack_dir())
+        conf = layout.conf_dir("flink")
+        config_text = re.sub(
+            r"-XX:(SharedArchiveFile|ArchiveClassesAtExit)=\S+", "", (conf / "config.yaml").read_text()
+        )
+        parts = [
+            config_text.replace(stack, "{stack}"),
+            *sorted(path.name for path in (conf / "lib").iterdir()),
+            self.env()["HADOOP_CLASSPATH"],
+            layout.java_bin(),
+            " ".join(fast_start_flags()),
+        ]
+        return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:12]
+
+    def _launch_file(self, role: str) -> Path:
+        return layout.build_dir() / "cds" / f"flink-{role}-{self._launch_key()}.argv.json"
+
     def processes(self) -> list[ProcessSpec]:
         home, env = layout.flink_home(), self.env()
-        return [
-            ProcessSpec(f"flink-{role}", ["bash", str(home / "bin" / f"{role}.sh"), "start-foreground"], env=env)
-            for role in ("jobmanager", "taskmanager")
-        ]
+        specs = []
+        for role in self.ROLES:
+            argv = ["bash", str(home / "bin" / f"{role}.sh"), "start-foreground"]
+            recorded = self._launch_file(role)
+            if recorded.exists():
+                saved = json.loads(recorded.read_text())
+                argv = [arg.replace("{stack}", str(layout.stack_dir())) for arg in saved]
+                # the archive flag of this start (record or use), right after the java binary
+                argv[1:1] = cds_flags(f"flink-{role}", self._jars())
+            specs.append(ProcessSpec(f"flink-{role}", argv, env=env))
+        return specs
+
+    def _jars(self) -> list[str]:
+        home = layout.flink_home()
+        jars = [*glob.glob(str(home / "lib" / "*.jar")), *glob.glob(str(home / "opt" / "flink-python*.jar"))]
+        return jars + glob.glob(str(layout.build_dir() / "flink" / "hadoop" / "*.jar"))
+
+    def after_ready(self, pids: dict[str, int]) -> None:
+        """Record the java command lines of a scripted start (see ROLES)."""
+        for role in self.ROLES:
+            recorded, pid = self._launch_file(role), pids.get(f"flink-{role}")
+            if recorded.exists() or not pid:
+                continue
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+            except OSError:
+                return  # no /proc (macOS): keep using the scripts
+            if not argv or not argv[0].endswith("java"):
+                continue
+            argv = [arg for arg in argv if not arg.startswith(("-XX:SharedArchiveFile=", "-XX:ArchiveClassesAtExit="))]
+            recorded.parent.mkdir(parents=True, exist_ok=True)
+            recorded.write_text(json.dumps([arg.replace(str(layout.stack_dir()), "{stack}") for arg in argv]))
 
 
 SERVICES: dict[str, NativeService] = {
