@@ -35,11 +35,16 @@ def _fail(error: StackError) -> None:
 
 def _table(rows: list[manager.ServiceStatus]) -> Table:
     table = Table(title=f"delab stack · profile {config.profile()}", title_justify="left")
-    for column in ("service", "endpoint", "state", "UI", "detail"):
-        table.add_column(column, overflow="fold")
+    for column in ("service", "endpoint", "state"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("UI", overflow="fold")
+    details = any(row.detail for row in rows)
+    if details:
+        table.add_column("detail", overflow="fold")
     for row in rows:
         style = STATE_STYLE.get(row.state, "yellow")
-        table.add_row(row.service, row.endpoint, f"[{style}]{row.state}[/]", row.ui_url or "", row.detail)
+        cells = [row.service, row.endpoint, f"[{style}]{row.state}[/]", row.ui_url or ""]
+        table.add_row(*cells, *([row.detail] if details else []))
     return table
 
 
@@ -83,7 +88,7 @@ def logs(
 ) -> None:
     """Print the end of a service's log."""
     try:
-        console.print(manager.logs(service, lines), markup=False, highlight=False)
+        console.print(manager.logs(service, lines), markup=False, highlight=False, soft_wrap=True)
     except StackError as error:
         _fail(error)
 
@@ -164,18 +169,16 @@ def _check_flink() -> str | None:
 
 
 def _check_ports() -> list[str]:
+    """Ports held by processes the stack did not start (its own running services are fine)."""
+    if config.profile() != "native":
+        return []
     problems = []
-    ours = {pid for row in manager.status() for pid in row.pids} if config.profile() == "native" else set()
-    ports = {label: port for service in manager.SERVICES.values() for label, port in service.ports().items()}
-    for label, port in ports.items():
-        if manager.port_free(port):
+    for row in manager.status():
+        if row.state != "port taken":
             continue
-        owner = manager.port_owner(port)
-        if ours and owner and any(f"pid {pid} " in owner + " " for pid in ours):
-            continue
-        if config.profile() == "native" and any(row.ok for row in manager.status() if label.startswith(row.service)):
-            continue
-        problems.append(manager.port_taken_message(label.split()[0], label, port))
+        for label, port in manager.SERVICES[row.service].ports().items():
+            if not manager.port_free(port):
+                problems.append(manager.port_taken_message(row.service, label, port))
     return problems
 
 
