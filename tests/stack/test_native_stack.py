@@ -178,7 +178,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def private_stack(tmp_path_factory):
-    """Kafka, Postgres and S3 under their own state folder and ports (the shared stack is untouched)."""
+    """Kafka, Postgres and S3 (and Flink for one test) under their own stack folder and ports: the shared stack
+    is untouched."""
     if config.profile() != "native":
         pytest.skip("native profile only")
     build = layout.build_dir()
@@ -190,7 +191,7 @@ def private_stack(tmp_path_factory):
             "DELAB_STACK_BUILD_DIR": str(build),
         }
     )
-    for name in ("kafka", "kafka_controller", "postgres", "s3"):
+    for name in ("kafka", "kafka_controller", "postgres", "s3", "flink", "flink_rpc"):
         os.environ[f"DELAB_{name.upper()}_PORT"] = str(_free_port())
     try:
         yield ["kafka", "postgres", "s3"]
@@ -231,6 +232,18 @@ def test_status_tells_the_truth_after_a_kill_and_require_restarts(private_stack)
     assert after.state == "stopped" and "killed or crashed" in after.detail
     [restarted] = require("s3", quiet=True)
     assert restarted.state == "running" and restarted.pids != before.pids
+
+
+def test_a_killed_taskmanager_makes_flink_degraded_and_require_restarts_it(private_stack):
+    up(["flink"])
+    os.kill(manager._read_pid("flink-taskmanager"), signal.SIGKILL)
+    time.sleep(0.5)
+    [row] = status(["flink"])
+    assert row.state == "degraded" and "flink-taskmanager" in row.detail
+    [row] = require("flink", quiet=True)
+    assert row.state == "running" and len(row.pids) == 2
+    down(["flink"])
+    assert not manager.process_alive("flink-jobmanager") and not manager.process_alive("flink-taskmanager")
 
 
 def test_port_taken_is_one_line(private_stack):
