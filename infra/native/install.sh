@@ -51,7 +51,11 @@ mvn_stamp="$(cat "${poms[@]}" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$build/.jars.stamp" 2>/dev/null)" != "$mvn_stamp" ]; then
   say "resolving jars with Maven (cache: ~/.m2)"
   rm -rf "$build/kafka" "$build/connect-plugins" "$build/flink/jars" "$build/flink/hadoop" "$build/flink/plugins"
-  mvn -q -B -Dstyle.color=never -f "$here/pom.xml" package -Ddelab.build="$build"
+  log="$build/.mvn.log"
+  if ! mvn -q -B -Dstyle.color=never -f "$here/pom.xml" package -Ddelab.build="$build" >"$log" 2>&1; then
+    cat "$log" >&2
+    die "Maven could not resolve the stack's jars (log above; cache in ~/.m2)"
+  fi
   echo "$mvn_stamp" > "$build/.jars.stamp"
 else
   say "jars up to date"
