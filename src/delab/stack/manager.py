@@ -8,6 +8,7 @@ its command line must mention the stack's state folder, so a recycled pid is nev
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,20 @@ class ServiceStatus:
 
 def _quiet(_: str) -> None:
     pass
+
+
+@contextlib.contextmanager
+def _exclusive() -> Iterator[None]:
+    """One starter/stopper at a time, across processes too (two notebook kernels calling require() together)."""
+    with _lock:
+        path = layout.run_dir() / "stack.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def resolve(services: Iterable[str] | None) -> list[str]:
@@ -411,7 +426,7 @@ def up(services: Iterable[str] | None = None, progress: Progress | None = None) 
     names, progress = resolve(services), progress or _quiet
     profile = config.profile()
     if profile == "native":
-        with _lock:
+        with _exclusive():
             return _native_up(names, progress)
     if profile == "docker":
         _require_docker()
@@ -431,7 +446,7 @@ def down(services: Iterable[str] | None = None) -> list[ServiceStatus]:
         _require_docker()
         subprocess.run(compose_command("stop", *_compose_names(names)) if services else compose_command("down"))
         return status(names)
-    with _lock:
+    with _exclusive():
         order = [name for name in ("connect", "flink", "s3", "postgres", "kafka") if name in names]
         for name in order:
             _stop_service(SERVICES[name])
