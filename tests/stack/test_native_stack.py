@@ -155,7 +155,7 @@ def test_flink_job_reads_kafka_and_writes_a_result(shared_stack):
     producer.flush()
     producer.close()
     job = subprocess.run(
-        [str(layout.flink_python()), str(HERE / "flink_job.py"), source, sink],
+        [str(layout.flink_python()), str(HERE / "flink_job.py"), "kafka", source, sink],
         capture_output=True,
         text=True,
         timeout=240,
@@ -165,6 +165,30 @@ def test_flink_job_reads_kafka_and_writes_a_result(shared_stack):
     counts = {json.loads(record.key)["word"]: json.loads(record.value)["n"] for record in consumer if record.value}
     consumer.close()
     assert counts == {"to": 2, "be": 2, "or": 1, "not": 1}
+
+
+def test_flink_writes_iceberg_and_s3_files(shared_stack):
+    from delab import clients
+
+    ns = namespace("stack_tests")
+    table = ns.table(f"t_{uuid.uuid4().hex[:6]}")
+    job = subprocess.run(
+        [str(layout.flink_python()), str(HERE / "flink_job.py"), "iceberg", ns.schema, table],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    try:
+        assert job.returncode == 0, job.stderr[-2000:]
+        assert "rows 3" in job.stdout
+        assert any(key.endswith(".parquet") for key in clients.s3_keys(f"warehouse/{ns.schema}/{table}/data/"))
+        assert clients.s3_keys(f"{ns.schema}/{table}_files/")
+    finally:  # forget the table: its catalog row and its objects
+        clients.s3_delete_prefix(f"warehouse/{ns.schema}/{table}/")
+        clients.s3_delete_prefix(f"{ns.schema}/{table}_files/")
+        with clients.postgres() as conn:
+            if conn.execute("SELECT to_regclass('iceberg_tables')").fetchone() != (None,):
+                conn.execute("DELETE FROM iceberg_tables WHERE table_name = %s", [table])
 
 
 # --- lifecycle on a private instance ---------------------------------------------------------------------------
