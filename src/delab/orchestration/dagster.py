@@ -3,7 +3,7 @@
 * ``ShopPostgres`` — a ``ConfigurableResource`` for the stack's Postgres: its fields are the connection settings
   (config, visible in the UI), ``query(sql)`` is what assets call. ``ShopPostgres.from_config()`` fills it from
   delab.config (``DELAB_POSTGRES_*`` override).
-* ``ObjectStore`` — the same for the S3 object store: ``put_bytes``, ``get_bytes``, ``keys``.
+* ``ObjectStore`` — the same for the S3 object store: ``put_bytes``, ``get_bytes``, ``list_keys``.
 * ``lineage(defs)`` lists the asset graph's edges; ``draw_lineage(defs)`` draws it, one column per depth.
 
 Everything runs in-process (``materialize``, ``execute_in_process``): no daemon, no webserver. Importing this
@@ -12,6 +12,7 @@ module imports Dagster, so checks import it inside their functions.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -71,18 +72,8 @@ class ObjectStore(dg.ConfigurableResource):
         )
 
     def client(self):
-        """A boto3 S3 client (path-style addressing, as local object stores need)."""
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            region_name=self.region,
-            config=Config(s3={"addressing_style": "path"}),
-        )
+        """A boto3 S3 client (path-style addressing, as local object stores need), made once per settings."""
+        return _s3_client(self.endpoint, self.access_key, self.secret_key, self.region)
 
     def put_bytes(self, key: str, data: bytes) -> str:
         """Store ``data`` under ``key``; returns the object's s3:// URI."""
@@ -92,10 +83,26 @@ class ObjectStore(dg.ConfigurableResource):
     def get_bytes(self, key: str) -> bytes:
         return self.client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
-    def keys(self, prefix: str) -> list[str]:
+    def list_keys(self, prefix: str) -> list[str]:
         """Every key under a prefix, sorted."""
         pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+
+
+@functools.cache
+def _s3_client(endpoint: str, access_key: str, secret_key: str, region: str):
+    # building a boto3 client costs ~0.3 s (botocore loads its service models): one per settings is enough
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name=region,
+        config=Config(s3={"addressing_style": "path"}),
+    )
 
 
 def show_source(obj: Any):
