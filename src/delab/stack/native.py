@@ -661,7 +661,7 @@ class Flink(NativeService):
     def env(self) -> dict[str, str]:
         """Environment for Flink's scripts and for PyFlink clients of this cluster."""
         conf, home = layout.conf_dir("flink"), layout.flink_home()
-        hadoop = sorted(glob.glob(str(layout.build_dir() / "flink" / "hadoop" / "*.jar")))
+        classpath = sorted(glob.glob(str(layout.build_dir() / "flink" / "classpath" / "*.jar")))
         env = {
             "FLINK_HOME": str(home),
             "FLINK_CONF_DIR": str(conf),
@@ -669,8 +669,9 @@ class Flink(NativeService):
             "FLINK_PLUGINS_DIR": str(layout.build_dir() / "flink" / "plugins"),
             "FLINK_LOG_DIR": str(layout.run_dir() / "logs"),
             "FLINK_PID_DIR": str(conf / "pids"),
-            # Iceberg's catalog factory needs Hadoop on the JVM classpath itself
-            "HADOOP_CLASSPATH": os.pathsep.join(hadoop),
+            # Hadoop (Iceberg's catalog factory) and the PostgreSQL JDBC driver (DriverManager) must be on the JVM
+            # classpath itself; Flink's scripts and PyFlink's gateway both add HADOOP_CLASSPATH to it
+            "HADOOP_CLASSPATH": os.pathsep.join(classpath),
             "PATH": f"{layout.flink_python().parent}{os.pathsep}{os.environ.get('PATH', '')}",
             # Flink's scripts pass JVM_ARGS to every JVM they start (its config helpers and the JM/TM)
             "JVM_ARGS": " ".join(fast_start_flags()),
@@ -718,7 +719,7 @@ class Flink(NativeService):
     def _jars(self) -> list[str]:
         home = layout.flink_home()
         jars = [*glob.glob(str(home / "lib" / "*.jar")), *glob.glob(str(home / "opt" / "flink-python*.jar"))]
-        return jars + glob.glob(str(layout.build_dir() / "flink" / "hadoop" / "*.jar"))
+        return jars + glob.glob(str(layout.build_dir() / "flink" / "classpath" / "*.jar"))
 
     def after_ready(self, pids: dict[str, int]) -> None:
         """Record the java command lines of a scripted start (see ROLES)."""
