@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from typing import Any
 
 import dagster as dg
@@ -21,8 +22,18 @@ import pandas as pd
 
 from delab import config
 
-#: run config that keeps a job's console log to INFO (Dagster prints every engine event at DEBUG otherwise)
-QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+# Dagster closes its per-run event loop with run_until_complete(), which cannot run inside Jupyter's own loop:
+# the coroutine it leaves behind only triggers this warning (dagster 1.13, execution/context_creation_job.py).
+warnings.filterwarnings("ignore", message="coroutine 'BaseEventLoop.shutdown_asyncgens' was never awaited")
+
+
+def instance(log_level: str = "INFO") -> dg.DagsterInstance:
+    """An in-memory Dagster instance (where runs and events are recorded) whose runs log at ``log_level``.
+
+    Without one, ``materialize`` makes an instance per call that prints every engine event at DEBUG. ``dagster
+    dev`` uses a persistent instance under ``DAGSTER_HOME`` instead, to keep the history of runs.
+    """
+    return dg.DagsterInstance.ephemeral(settings={"python_logs": {"python_log_level": log_level}})
 
 
 class ShopPostgres(dg.ConfigurableResource):
