@@ -3,8 +3,6 @@
 * Progress and lab working folders go to a temporary state folder, never the learner's own ``.delab/``.
 * Tests that need another kernel's environment live in tests/<env>/ (tests/airflow, tests/flink) and are run
   by that environment's pytest (see the Makefile); elsewhere they are not collected.
-* With pytest-xdist (``--dist loadgroup``) a lab's solution and student notebooks run on the same worker, one
-  after the other — they share the lab's namespace in the services — and every test file stays on one worker.
 * Lab notebooks (labs/) are executed too, and must stop exactly at their first check with "Not solved yet":
   every cell before it must run cleanly, that check must raise NotSolvedYet, and the cells after it (which need
   the learner's answers) are deselected.
@@ -26,7 +24,9 @@ NOT_SOLVED = "Not solved yet"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if "DELAB_TEST_KEEP_STATE" not in os.environ:
+    if "DELAB_TEST_STATE_DIR" in os.environ:  # `make test` shares one across its phases (Airflow DBs, data)
+        os.environ["DELAB_STATE_DIR"] = os.environ["DELAB_TEST_STATE_DIR"]
+    elif "DELAB_TEST_KEEP_STATE" not in os.environ:
         os.environ["DELAB_STATE_DIR"] = tempfile.mkdtemp(prefix="delab-test-state-")
     os.environ.setdefault("DELAB_ROOT", str(ROOT))
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -38,13 +38,6 @@ collect_ignore = [
 ]
 
 
-def _xdist_group(item: pytest.Item) -> str:
-    path = Path(str(item.path)).resolve()
-    if path.suffix == ".ipynb":
-        return str(path.relative_to(ROOT).with_suffix("").relative_to(path.relative_to(ROOT).parts[0]))
-    return str(path.relative_to(ROOT))
-
-
 def _is_lab_cell(item: pytest.Item) -> bool:
     path = Path(str(item.path))
     return path.suffix == ".ipynb" and "labs" in path.relative_to(ROOT).parts[:1] and hasattr(item, "cell")
@@ -53,10 +46,7 @@ def _is_lab_cell(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     deselected: list[pytest.Item] = []
     stopped: set[Path] = set()
-    grouping = config.pluginmanager.hasplugin("xdist")
     for item in items:
-        if grouping:
-            item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
         if not _is_lab_cell(item):
             continue
         notebook = Path(str(item.path))
