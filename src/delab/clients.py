@@ -73,3 +73,70 @@ def s3_delete_prefix(prefix: str, bucket: str | None = None) -> int:
     for start in range(0, len(keys), 1000):
         client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]]})
     return len(keys)
+
+
+# ------------------------------------------------------------------------------------------- Kafka and Connect
+
+
+def kafka_producer(**kwargs: Any):
+    """A kafka-python producer on the stack's broker (JSON values and string keys are up to the caller)."""
+    from kafka import KafkaProducer
+
+    return KafkaProducer(bootstrap_servers=config.kafka().bootstrap_servers, **kwargs)
+
+
+def kafka_messages(topic: str, timeout: float = 10.0, max_messages: int = 100_000) -> list[tuple[Any, Any]]:
+    """Every message of a topic from the beginning, as (key, value) bytes pairs, in partition order.
+
+    Stops when no new message arrived for a second (or ``timeout`` passed): for reading what a lab produced.
+    """
+    import time
+
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=config.kafka().bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=1000,
+    )
+    out: list[tuple[Any, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and len(out) < max_messages:
+            batch = [(m.key, m.value) for m in consumer]
+            if not batch and out:
+                break
+            out += batch
+    finally:
+        consumer.close()
+    return out
+
+
+def connect_put(name: str, connector_config: dict, timeout: float = 60.0) -> dict:
+    """Create or update a Kafka Connect connector (PUT is idempotent) and wait until it and its task run."""
+    import time
+
+    import requests
+
+    base = config.kafka().connect_url
+    response = requests.put(f"{base}/connectors/{name}/config", json=connector_config, timeout=30)
+    if response.status_code >= 400:
+        raise RuntimeError(f"Kafka Connect refused {name}: {response.json().get('message', response.text)[:300]}")
+    deadline = time.monotonic() + timeout
+    while True:
+        state = requests.get(f"{base}/connectors/{name}/status", timeout=10).json()
+        tasks = state.get("tasks", [])
+        if (
+            state.get("connector", {}).get("state") == "RUNNING"
+            and tasks
+            and all(t["state"] == "RUNNING" for t in tasks)
+        ):
+            return state
+        failed = [t for t in tasks if t["state"] == "FAILED"]
+        if failed or time.monotonic() > deadline:
+            trace = (failed[0].get("trace", "") if failed else "").splitlines()[:1]
+            raise RuntimeError(f"connector {name} is not running: {trace or state}")
+        time.sleep(0.5)

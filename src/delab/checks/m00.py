@@ -312,3 +312,199 @@ def partitioned_orders(con, copy_sql: str, folder: str | Path) -> None:
         )
     if (back.order_date != back.ts_day).any():
         raise WrongAnswer("some rows sit in the partition of another day.", hint="derive order_date from order_ts.")
+
+
+# ------------------------------------------------------------------------------------------- lab 03: your stack
+
+STACK_PREFIX = "m00_l03"
+
+
+def session_events(n: int = 24) -> list[dict]:
+    """The clicks lab 03 publishes: the first events of the shop's clickstream, as JSON-ready dicts."""
+    clicks = shop().clicks.head(n)
+    return [
+        {
+            "event_id": int(c.event_id),
+            "session_id": int(c.session_id),
+            "event_type": c.event_type,
+            "event_time": c.event_time.isoformat(),
+        }
+        for c in clicks.itertuples()
+    ]
+
+
+@learner_code("your function")
+def _call(fn, *args):
+    return fn(*args)
+
+
+@exercise("m00.l03.e1")
+def produce_events(fn, topic: str) -> None:
+    """Events published to Kafka as JSON, keyed by session so a session stays in order."""
+    import json
+
+    from delab import clients
+
+    events = session_events()
+    _call(fn, topic, events)
+    messages = clients.kafka_messages(topic)
+    if len(messages) < len(events):
+        raise WrongAnswer(
+            f"the topic holds {len(messages)} messages; you sent {len(events)}.",
+            hint="send() only queues a message: flush() (or close()) the producer before returning.",
+        )
+    mine = messages[-len(events) :]
+    keys = [k.decode() if isinstance(k, bytes) else k for k, _ in mine]
+    if any(k is None for k in keys):
+        raise WrongAnswer(
+            "the messages have no key.",
+            hint="key=str(session_id).encode(): the key decides the partition, so one session stays in order.",
+        )
+    try:
+        values = [json.loads(v) for _, v in mine]
+    except (TypeError, ValueError):
+        raise WrongAnswer("the message values are not JSON.", hint="json.dumps(event).encode()") from None
+    if sorted(values, key=lambda e: e["event_id"]) != events:
+        raise WrongAnswer("the messages do not carry the events you were given.", hint="send each event once.")
+    if keys != [str(v["session_id"]) for v in values]:
+        raise WrongAnswer("the keys are not the events' session ids.", hint="key = the session_id, as text.")
+
+
+def expected_orders_per_country() -> pd.DataFrame:
+    s = shop()
+    orders = s.orders.drop_duplicates("order_id").merge(s.customers, on="customer_id")
+    counts = orders.assign(country=orders.country.str.upper()).groupby("country").size()
+    return (
+        counts.rename("orders")
+        .reset_index()
+        .sort_values(["orders", "country"], ascending=[False, True], ignore_index=True)
+    )
+
+
+@exercise("m00.l03.e2")
+def orders_per_country(sql: str) -> None:
+    """Orders per country, straight from Postgres."""
+    from delab import clients
+
+    if not isinstance(sql, str) or not sql.strip():
+        raise WrongAnswer("expected the SQL as a non-empty string.", hint='"""SELECT ..."""')
+    with clients.postgres() as conn:
+        got = _frame_pg(conn, sql)
+    if list(got.columns) != ["country", "orders"]:
+        raise WrongAnswer(f"expected the columns [country, orders], got {list(got.columns)}.", hint="AS country ...")
+    want = expected_orders_per_country()
+    if len(got) > len(want) and got.country.str.islower().any():
+        raise WrongAnswer(
+            "some countries appear twice, once in lower case.",
+            hint="a few rows have lower-case codes: upper() them before grouping.",
+        )
+    got = got.assign(orders=got.orders.astype(int))
+    if got.sort_values("country").reset_index(drop=True).equals(want.sort_values("country").reset_index(drop=True)):
+        if list(got.country) != list(want.country):
+            raise WrongAnswer("the counts are right, the order is not.", hint="most orders first, then by country.")
+        return
+    raise WrongAnswer(
+        "the counts differ from the orders in the database.",
+        hint="count orders (join orders to customers), not customers.",
+    )
+
+
+@learner_code("your query")
+def _frame_pg(conn, sql: str) -> pd.DataFrame:
+    cursor = conn.execute(sql)
+    return pd.DataFrame(cursor.fetchall(), columns=[c.name for c in cursor.description])
+
+
+@exercise("m00.l03.e3")
+def object_round_trip(fn) -> None:
+    """A report stored in the object store under the lab's prefix, and read back byte for byte."""
+    from delab import clients, config
+
+    report = f"orders,country\n{len(shop().orders)},all\n"
+    key = _call(fn, report)
+    if not isinstance(key, str):
+        raise WrongAnswer("return the key you wrote to.", hint="return key")
+    if not key.startswith(f"{STACK_PREFIX}/"):
+        raise WrongAnswer(
+            f"{key!r} is outside this lab's prefix {STACK_PREFIX}/.",
+            hint="ns.key('reports/...') builds a key under the lab's prefix.",
+        )
+    try:
+        body = clients.s3().get_object(Bucket=config.s3().bucket, Key=key)["Body"].read()
+    except Exception as error:
+        raise WrongAnswer(
+            f"cannot read s3://{config.s3().bucket}/{key}: {type(error).__name__}.",
+            hint=f"put_object(Bucket={config.s3().bucket!r}, Key=key, Body=...)",
+        ) from None
+    if body != report.encode():
+        raise WrongAnswer("the object's content differs from the report.", hint="Body=report.encode()")
+
+
+def expected_counts(events: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for event in events:
+        counts[event["event_type"]] = counts.get(event["event_type"], 0) + 1
+    return counts
+
+
+@exercise("m00.l03.e4")
+def flink_counts(count_sql: str, ddl: list[str], source_topic: str, sink_topic: str) -> None:
+    """A Flink job on the cluster counting events per type from Kafka into Kafka."""
+    import json
+
+    from delab import clients, flinksql
+
+    if not isinstance(count_sql, str) or "insert" not in count_sql.lower():
+        raise WrongAnswer("expected an INSERT INTO ... SELECT statement.", hint="INSERT INTO event_counts SELECT ...")
+    flinksql.run([*ddl, count_sql])
+    events = [json.loads(v) for _, v in clients.kafka_messages(source_topic)]
+    latest: dict[str, int] = {}
+    for _, value in clients.kafka_messages(sink_topic):
+        if value is not None:
+            row = json.loads(value)
+            latest[str(row.get("event_type"))] = int(row.get("events", -1))
+    want = expected_counts(events)
+    if set(latest) != set(want):
+        raise WrongAnswer(
+            f"the sink has counts for {sorted(latest)}, expected {sorted(want)}.", hint="GROUP BY event_type."
+        )
+    if latest != want:
+        raise WrongAnswer("the counts differ from the events in the source topic.", hint="COUNT(*) per event_type.")
+
+
+@exercise("m00.l03.e5")
+def changed_columns(fn, event: dict) -> None:
+    """The columns an UPDATE changed, read from a real Debezium change event."""
+    if not isinstance(event, dict) or event.get("op") != "u":
+        raise WrongAnswer("the lab did not capture an update event yet.", hint="run the cells above this one.")
+    import copy
+
+    # the real event, and the same event with one more column changed: the answer must hold for both
+    variant = copy.deepcopy(event)
+    variant["after"]["name"] = f"{variant['before'].get('name')} Jr."
+    for sample in (event, variant):
+        _changed_columns_match(fn, sample)
+
+
+def _changed_columns_match(fn, event: dict) -> None:
+    before, after = event["before"], event["after"]
+    want = {k: (before.get(k), after.get(k)) for k in after if before.get(k) != after.get(k)}
+    got = _call(fn, event)
+    if not isinstance(got, dict):
+        raise WrongAnswer(f"expected a dict, got {type(got).__name__}.", hint="{column: (old, new)}")
+    got = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in got.items()}
+    if set(got) - set(want):
+        raise WrongAnswer(
+            f"{sorted(set(got) - set(want))} did not change.",
+            hint="keep only the columns whose before and after values differ.",
+        )
+    if set(want) - set(got):
+        raise WrongAnswer(f"{sorted(set(want) - set(got))} changed but is missing.", hint="compare every column.")
+    for column, (old, new) in want.items():
+        if got[column] == (new, old):
+            raise WrongAnswer(f"{column}: old and new are swapped.", hint="before is the old row, after the new.")
+        if got[column] != (old, new):
+            raise WrongAnswer(
+                f"{column}: expected ({old!r}, {new!r}), got {got[column]!r}.",
+                hint="(event['before'][column], event['after'][column])",
+            )
