@@ -123,7 +123,8 @@ check.m00.object_round_trip(store_report)
 # Flink SQL declares tables *over* external systems and runs continuous queries between them. Below, `clicks`
 # reads the topic you filled (bounded: it stops at the current end, so the job finishes) and `event_counts`
 # writes to another topic as an **upsert** stream: one current count per key. `delab.flinksql.run(statements)`
-# submits a job to the stack's Flink cluster (the check does it with your statement) — watch it appear in the Flink UI (`delab stack status` prints the address).
+# submits a job to the stack's Flink cluster (the check does it with your statement) — watch it appear in the
+# Flink UI (`delab stack status` prints the address).
 
 # %%
 counts_topic = ns.topic(f"event_counts.{run_id}")

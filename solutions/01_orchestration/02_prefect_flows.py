@@ -373,24 +373,12 @@ info = server.api("GET", f"/deployments/{deployment.id}")
 deployment, info["status"], info["parameters"], [s["schedule"] for s in info["schedules"]]
 
 # %% [markdown]
-# `run_deployment` (the Python client) asks the server for a new run of a deployment; with `timeout=0` it returns
-# at once, while the runner picks the run up in the background. It runs for 2026-03-20.
-#
-# Jupyter runs an asyncio event loop, and Prefect's client functions notice it: in a notebook, outside a flow,
-# `run_deployment(...)` (like `state.result()`) returns a coroutine, so `await` it. In a script, call it plainly.
-
-# %%
-from prefect.deployments import run_deployment
-
-background_run = await run_deployment(  # noqa: F704 (a notebook cell may await at the top level)
-    deployment.full_name, parameters={"day": "2026-03-20"}, timeout=0
-)
-background_run.name, background_run.state.name
-
-# %% [markdown]
 # ### Exercise 5 — trigger and watch through the REST API
-# Everything the UI and the client do goes through the REST API (see `server.ui_url + "/docs"`). Write
-# `trigger_and_wait(deployment_id, day)` using `httpx` and `server.api_url` only:
+# The runner waits for the server to hand it runs. Anything can ask for one: the UI's *Run* button, a schedule,
+# an automation, or a client — `run_deployment("nightly-report/nightly", parameters={...})` in Python (in a
+# notebook, `await` it: Jupyter runs an event loop and Prefect's client then returns a coroutine). They all go
+# through the server's REST API (`server.ui_url + "/docs"` documents it). Write `trigger_and_wait(deployment_id,
+# day)` with `httpx` and `server.api_url` only:
 # 1. create a run of the deployment with the parameter `day` —
 #    `POST /deployments/{id}/create_flow_run` with the JSON body `{"parameters": {...}}`;
 # 2. poll `GET /flow_runs/{flow_run_id}` every half second until its `state.type` is final (`COMPLETED`,
@@ -423,13 +411,20 @@ def trigger_and_wait(deployment_id: str, day: str, timeout: float = 60) -> dict:
 check.m01.deployment_run_via_api(trigger_and_wait, deployment)
 
 # %% [markdown]
-# The server keeps every run of the deployment, whoever started it:
+# The server keeps every run of the deployment, whoever started it (and the schedule has already lined up the
+# next 06:00 runs, in state `Scheduled`). The latest finished ones:
 
 # %%
+finished = {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]}}
 runs = server.api(
     "POST",
     "/flow_runs/filter",
-    json={"deployments": {"id": {"any_": [deployment.id]}}, "sort": "START_TIME_DESC", "limit": 10},
+    json={
+        "deployments": {"id": {"any_": [deployment.id]}},
+        "flow_runs": {"state": finished},
+        "sort": "START_TIME_DESC",
+        "limit": 5,
+    },
 )
 pd.DataFrame(
     {"run": r["name"], "day": r["parameters"].get("day"), "state": r["state"]["name"], "took_s": r["total_run_time"]}
