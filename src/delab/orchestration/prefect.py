@@ -97,6 +97,7 @@ class PrefectServer:
 
     home: Path
     port: int
+    standby_runner: bool = False
     process: subprocess.Popen | None = None
 
     @property
@@ -133,6 +134,9 @@ class PrefectServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.healthy():
+                if self.standby_runner:  # now, not earlier: its imports would slow the server's start on 2 cores
+                    self.standby_runner = False
+                    _STARTED.append(_StandbyRunner(self.home / "runners" / "standby"))
                 return self
             if not self.running:
                 raise RuntimeError(f"the Prefect server exited; last lines of {self.log_path}:\n{_tail(self.log_path)}")
@@ -212,6 +216,11 @@ def prefect_env(home: Path, port: int, database_url: str = "") -> dict[str, str]
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",  # a served deployment picks a triggered run up within a second
         "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
         "PREFECT_CLI_PROMPT": "false",  # `prefect server start` must not ask about profiles in a subprocess
+        # background services a one-notebook server does not need (kept: events, task runs, scheduler, triggers)
+        **{
+            f"PREFECT_SERVER_SERVICES_{service}_ENABLED": "false"
+            for service in ("CANCELLATION_CLEANUP", "FOREMAN", "LATE_RUNS", "PAUSE_EXPIRATIONS", "REPOSSESSOR")
+        },
         "PREFECT_API_LOG_RETRYABLE_ERRORS": "true",
     }
 
@@ -221,8 +230,8 @@ def setup(lab: str, *, reset_results: bool = True, standby_runner: bool = True) 
 
     Call it before ``import prefect``. Re-running it in the same kernel returns the running server. With
     ``reset_results`` the persisted task results (the cache) of earlier notebook runs are deleted, so the lab
-    starts cold every time; with ``standby_runner`` a runner process starts now and imports Prefect while the
-    notebook works, so that ``serve()`` has one ready later.
+    starts cold every time; with ``standby_runner`` a runner process starts once the server answers and imports
+    Prefect while the notebook works, so that ``serve()`` has one ready later.
     """
     global _SERVER
     if _SERVER is not None and _SERVER.running and _SERVER.home == config.lab_dir(lab) / "prefect":
@@ -240,10 +249,8 @@ def setup(lab: str, *, reset_results: bool = True, standby_runner: bool = True) 
         os.environ.pop(stale, None)  # never send a Prefect Cloud key to the local server, nor reuse another lab's DB
     os.environ.update(prefect_env(home, port, server_database(lab)))
     imported_before = "prefect" in sys.modules
-    _SERVER = PrefectServer(home=home, port=port).start()  # first: it starts while this process imports Prefect
-    _STARTED.append(_SERVER)
-    if standby_runner:
-        _STARTED.append(_StandbyRunner(home / "runners" / "standby"))
+    _SERVER = PrefectServer(home=home, port=port, standby_runner=standby_runner).start()
+    _STARTED.append(_SERVER)  # started first: the server boots while this process imports Prefect
     if imported_before:  # a test session, a re-run: make the imported Prefect read the new settings
         from prefect.context import refresh_global_settings_context
 
@@ -445,7 +452,7 @@ class _LocalHTTPService:
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer((HOST, 0), Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.1,), daemon=True)
         self._thread.start()
         _STARTED.append(self)
 
