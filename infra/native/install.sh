@@ -50,7 +50,7 @@ poms=("$here/pom.xml" "$here"/*/pom.xml)
 mvn_stamp="$(cat "${poms[@]}" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$build/.jars.stamp" 2>/dev/null)" != "$mvn_stamp" ]; then
   say "resolving jars with Maven (cache: ~/.m2)"
-  rm -rf "$build/kafka" "$build/connect-plugins" "$build/flink/jars" "$build/flink/classpath" "$build/flink/hadoop" "$build/flink/plugins"
+  rm -rf "$build/kafka" "$build/connect-plugins" "$build/flink"
   log="$build/.mvn.log"
   if ! mvn -q -B -Dstyle.color=never -f "$here/pom.xml" package -Ddelab.build="$build" >"$log" 2>&1; then
     cat "$log" >&2

@@ -153,7 +153,7 @@ def _check_built() -> str | None:
     try:
         layout.build_path("kafka", "libs", what="the Kafka jars")
         layout.build_path("connect-plugins", "debezium-connector-postgres", what="the Debezium connector")
-        layout.build_path("flink", "jars", what="the Flink connector jars")
+        layout.build_path("flink", "classpath", what="the Flink connector jars")
         layout.versitygw_bin()
     except MissingPrerequisite as error:
         return error.message

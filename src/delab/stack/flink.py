@@ -1,8 +1,8 @@
 """PyFlink clients of the stack's Flink cluster (run in the delab-flink kernel).
 
 ``table_environment()`` / ``stream_environment()`` return environments that submit jobs to the standalone
-cluster (not a mini-cluster inside the kernel), with the Kafka, Iceberg and JDBC connector jars attached and the
-S3 filesystem plugin configured for the stack's object store::
+cluster (not a mini-cluster inside the kernel). The Kafka, Iceberg and JDBC connectors are on the classpath of the
+cluster and of the client's gateway, and the S3 filesystem plugin is configured for the stack's object store::
 
     from delab.stack import flink
     t_env = flink.table_environment()
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import os
+from pathlib import Path
 from typing import Any
 
 from delab import config
@@ -21,10 +22,11 @@ from delab.stack.errors import MissingPrerequisite
 from delab.stack.native import SERVICES
 
 
-def jars() -> list[str]:
-    """file:// URLs of the connector jars (Kafka, Iceberg + AWS bundle, PostgreSQL JDBC) for ``pipeline.jars``."""
-    folder = layout.build_path("flink", "jars", what="the Flink connector jars")
-    return [f"file://{path}" for path in sorted(glob.glob(str(folder / "*.jar")))]
+def connector_jars() -> list[Path]:
+    """The connector jars (Kafka, Iceberg + AWS bundle, Hadoop client, PostgreSQL JDBC). They are on the classpath
+    of the cluster's JVMs and of PyFlink's gateway (see ``client_env``), so jobs need no ``pipeline.jars``."""
+    folder = layout.build_path("flink", "classpath", what="the Flink connector jars")
+    return [Path(path) for path in sorted(glob.glob(str(folder / "*.jar")))]
 
 
 def client_env() -> dict[str, str]:
@@ -49,7 +51,6 @@ def configuration(parallelism: int = 1) -> dict[str, str]:
         "rest.address": config.HOST,
         "rest.port": str(config.port("flink")),
         "parallelism.default": str(parallelism),
-        "pipeline.jars": ";".join(jars()),
         "python.executable": str(layout.flink_python()),
     }
 
@@ -77,8 +78,6 @@ def table_environment(streaming: bool = True, parallelism: int = 1) -> Any:
     builder = EnvironmentSettings.new_instance()
     builder = builder.in_streaming_mode() if streaming else builder.in_batch_mode()
     t_env = TableEnvironment.create(builder.with_configuration(conf).build())
-    # set again through the table config: that is what loads the jars into the client's class loader
-    t_env.get_config().set("pipeline.jars", conf.get_string("pipeline.jars", ""))
     _init_filesystems()
     return t_env
 

@@ -669,8 +669,8 @@ class Flink(NativeService):
             "FLINK_PLUGINS_DIR": str(layout.build_dir() / "flink" / "plugins"),
             "FLINK_LOG_DIR": str(layout.run_dir() / "logs"),
             "FLINK_PID_DIR": str(conf / "pids"),
-            # Hadoop (Iceberg's catalog factory) and the PostgreSQL JDBC driver (DriverManager) must be on the JVM
-            # classpath itself; Flink's scripts and PyFlink's gateway both add HADOOP_CLASSPATH to it
+            # The connectors (Kafka, Iceberg, Hadoop, JDBC) sit on the JVM classpath itself (see
+            # infra/native/flink/pom.xml); Flink's scripts and PyFlink's gateway both add HADOOP_CLASSPATH to it
             "HADOOP_CLASSPATH": os.pathsep.join(classpath),
             "PATH": f"{layout.flink_python().parent}{os.pathsep}{os.environ.get('PATH', '')}",
             # Flink's scripts pass JVM_ARGS to every JVM they start (its config helpers and the JM/TM)
