@@ -404,6 +404,7 @@ class Postgres(NativeService):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def prepare(self) -> None:
+        self._bootstrapped = False  # roles and database are checked again at every start (after a reset too)
         bindir = layout.pg_bindir()
         root, sock = self.root(), self.socket_dir()
         root.mkdir(parents=True, exist_ok=True)
