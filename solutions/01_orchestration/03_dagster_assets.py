@@ -158,6 +158,10 @@ ax = march.plot.area(figsize=(9, 3), title="revenue per day and category, March 
 # - `handle_output` writes the DataFrame as Parquet (without its index) and records two pieces of output
 #   metadata: `rows` (the row count) and `uri` (where it went) — `context.add_output_metadata({...})`;
 # - `load_input` reads the upstream asset back (`context.asset_key` is the key of the asset being loaded).
+#
+# Then set `resources`, the dict of resources the shop's assets run with: the Postgres resource under the name
+# the assets ask for, and your I/O manager, wired to `object_store`, as the **default** I/O manager of every
+# asset (Dagster uses the one under a reserved resource name — look it up).
 
 
 # %%
@@ -184,15 +188,18 @@ class S3ParquetIOManager(dg.ConfigurableIOManager):
     ### END SOLUTION
 
 
+### BEGIN SOLUTION
+resources = {"shop_db": shop_db, "io_manager": S3ParquetIOManager(store=object_store)}
+### END SOLUTION
+
 # %%
-check.m01.parquet_io_manager(S3ParquetIOManager(store=object_store))
+check.m01.parquet_io_manager(resources)
 
 # %% [markdown]
-# Now materialize the shop for real, with the I/O manager as the default (`io_manager`) resource: every asset
-# lands in the object store, and each materialization records the metadata you attached.
+# Now materialize the shop for real, with your I/O manager as the default: every asset lands in the object
+# store, and each materialization records the metadata you attached.
 
 # %%
-resources = {"shop_db": shop_db, "io_manager": S3ParquetIOManager(store=object_store)}
 stored = dg.materialize(shop_assets, resources=resources, instance=instance)
 pd.DataFrame(
     {"asset": m.asset_key.to_user_string(), "rows": m.metadata["rows"].value, "uri": m.metadata["uri"].value}

@@ -15,7 +15,7 @@ import pytest
 from delab import clients, datasets
 from delab.checks.m01 import l03_dagster as checks
 from delab.grading import NotSolvedYet, WrongAnswer
-from delab.orchestration.dagster import ObjectStore
+from delab.orchestration.dagster import ObjectStore, ShopPostgres
 
 pytestmark = pytest.mark.stack
 
@@ -125,11 +125,18 @@ def make_io_manager(key_join="/", fmt="parquet", metadata=True, from_memory=Fals
             data = self.store.get_bytes(self._key(context))
             return pd.read_parquet(io.BytesIO(data)) if fmt == "parquet" else pickle.loads(data)
 
-    return ParquetIO(store=ObjectStore.from_config())
+    return {"shop_db": ShopPostgres.from_config(), "io_manager": ParquetIO(store=ObjectStore.from_config())}
 
 
 def test_io_manager_accepts_solution():
     checks.parquet_io_manager(make_io_manager())
+
+
+def test_io_manager_rejects_a_manager_that_is_not_the_default():
+    resources = make_io_manager()
+    resources["s3_io_manager"] = resources.pop("io_manager")
+    with pytest.raises(WrongAnswer, match=r"under \['s3_io_manager'\]"):
+        checks.parquet_io_manager(resources)
 
 
 @pytest.mark.parametrize(
@@ -146,9 +153,9 @@ def test_io_manager_rejects_wrong_answers(options, message):
         checks.parquet_io_manager(make_io_manager(**options))
 
 
-def test_io_manager_rejects_the_class_itself():
-    with pytest.raises(WrongAnswer, match="instance"):
-        checks.parquet_io_manager(ObjectStore.from_config())
+def test_io_manager_rejects_another_resource_as_io_manager():
+    with pytest.raises(WrongAnswer, match="not an instance of your I/O manager"):
+        checks.parquet_io_manager({"shop_db": ShopPostgres.from_config(), "io_manager": ObjectStore.from_config()})
 
 
 def test_io_manager_placeholder_is_not_solved():
@@ -160,7 +167,9 @@ def test_io_manager_placeholder_is_not_solved():
             raise NotImplementedError
 
     with pytest.raises(NotSolvedYet):
-        checks.parquet_io_manager(ParquetIO())
+        checks.parquet_io_manager({"shop_db": ShopPostgres.from_config(), "io_manager": ParquetIO()})
+    with pytest.raises(NotSolvedYet):
+        checks.parquet_io_manager(...)
 
 
 # -------------------------------------------------------------------------------------------------- e3

@@ -207,13 +207,27 @@ def _probe_frame(scale: int = 1) -> pd.DataFrame:
 
 
 @exercise("m01.l03.e2")
-def parquet_io_manager(io_manager) -> None:
-    """An I/O manager that stores assets as Parquet in the object store and loads them back from there."""
+def parquet_io_manager(resources) -> None:
+    """An I/O manager, the default one, that stores assets as Parquet in the object store and loads them back."""
     import dagster as dg
 
+    if not isinstance(resources, dict):
+        raise WrongAnswer(
+            f"resources should be a dict of resource name -> resource, got a {type(resources).__name__}.",
+            hint='{"shop_db": shop_db, ...}',
+        )
+    if "shop_db" not in resources:
+        raise WrongAnswer("no resource is named shop_db, the name the raw assets ask for.", hint="add it.")
+    managers = [k for k, v in resources.items() if isinstance(v, dg.IOManager | dg.IOManagerDefinition)]
+    if "io_manager" not in resources:
+        raise WrongAnswer(
+            f"your I/O manager is under {managers or 'no name'}, so assets keep using Dagster's default one.",
+            hint="the default I/O manager is the resource named io_manager.",
+        )
+    io_manager = resources["io_manager"]
     if not isinstance(io_manager, dg.IOManager | dg.IOManagerDefinition | dg.ConfigurableIOManager):
         raise WrongAnswer(
-            f"expected an instance of your I/O manager, got a {type(io_manager).__name__}.",
+            f"io_manager is a {type(io_manager).__name__}, not an instance of your I/O manager.",
             hint="S3ParquetIOManager(store=object_store)",
         )
 
