@@ -37,13 +37,6 @@ def test_concurrency_rejects_missing_tag_limit(orders_in_postgres):
         checks.concurrency_config(multiprocess(max_concurrent=4))
 
 
-@pytest.mark.stack
-@pytest.mark.slow
-def test_concurrency_rejects_one_process(orders_in_postgres):
-    with pytest.raises(WrongAnswer, match="one at a time"):
-        checks.concurrency_config(multiprocess(max_concurrent=1, tag_concurrency_limits=WAREHOUSE))
-
-
 def test_concurrency_rejects_in_process_executor_and_bad_shapes():
     with pytest.raises(WrongAnswer, match="side by side"):
         checks.concurrency_config({"execution": {"config": {"in_process": {}}}})
