@@ -41,9 +41,10 @@ server, rates_service, on_call
 # ## A Prefect server of your own
 # Prefect keeps the *orchestration state* — every flow run, task run, state change, log line, deployment and
 # schedule — in a server with a REST API and a web UI. **Prefect Cloud** is the hosted one; `prefect server start`
-# runs the same API and UI yourself. The setup cell started one in a subprocess, bound to 127.0.0.1, with its
-# SQLite database under this lab's folder, and pointed `PREFECT_API_URL` at it: everything you run below reports
-# there. Open `server.ui_url` in a browser to watch it happen.
+# runs the same API and UI yourself. The setup cell started one in a subprocess, bound to 127.0.0.1, storing its
+# state in the database `prefect_m01_l02` of the stack's Postgres (as a production server would; its SQLite
+# default trips over concurrent writers) and its files under this lab's folder, and pointed `PREFECT_API_URL` at
+# it: everything you run below reports there. Open `server.ui_url` in a browser to watch it happen.
 
 # %%
 server.wait_ready()  # the first start creates the database: a few seconds
