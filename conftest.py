@@ -79,3 +79,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         report.longrepr = None
     else:
         report.longrepr = f"{item.nodeid}: expected 'Not solved yet' at the lab's first check, got:\n{detail}"
+
+
+_stack_ready = False
+
+
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures, which may already load data into the services
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``stack`` use the real services: start whatever is not running (once per process)."""
+    global _stack_ready
+    if not _stack_ready and item.get_closest_marker("stack") is not None:
+        from delab import stack
+
+        stack.require(quiet=True)
+        _stack_ready = True

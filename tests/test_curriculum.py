@@ -63,6 +63,13 @@ def test_each_exercise_id_appears_in_its_notebook_and_nowhere_else():
             assert calls == [lab.source], f"{exercise_id} ({check_names[0]}) must be called in {lab.source.name} only"
 
 
+def test_check_names_are_unique_within_a_module():
+    # check.mNN.<name> finds a check by name across a module's lab files: two labs must not share one
+    for module in COURSE.modules:
+        names = re.findall(r'@exercise\("[\w.]+"\)\ndef (\w+)', module_check_text(module.id))
+        assert len(names) == len(set(names)), f"module {module.id} defines a check name twice: {sorted(names)}"
+
+
 def test_every_check_is_listed_in_the_map():
     listed = {e for lab in COURSE.labs for e in lab.exercises}
     defined = set(re.findall(r'@exercise\("([\w.]+)"\)', "\n".join(p.read_text() for p in CHECK_FILES)))

@@ -43,6 +43,12 @@ def test_function_answer_keeps_signature_and_docstring(tmp_path):
     assert "raise NotImplementedError" in lab and "math.pi" not in lab and "import math" not in lab
 
 
+def test_decorated_function_keeps_its_decorators_in_order(tmp_path):
+    body = "# %%\n### BEGIN SOLUTION\n@first\n@second(1)\ndef job(x):\n    return x\n### END SOLUTION\n"
+    lab = cells(labgen.build(write_source(tmp_path, body)).lab)[0]
+    assert lab.splitlines()[1:] == ["@first", "@second(1)", "def job(x):", "    raise NotImplementedError"]
+
+
 def test_indented_block_keeps_indentation(tmp_path):
     body = "# %%\nwith open(__file__) as f:\n    ### BEGIN SOLUTION\n    size = len(f.read())\n    ### END SOLUTION\n"
     lab = cells(labgen.build(write_source(tmp_path, body)).lab)[0]

@@ -10,6 +10,7 @@ replaced by a placeholder). Output is deterministic: stable cell ids, no outputs
 from __future__ import annotations
 
 import ast
+import copy
 import hashlib
 import json
 import re
@@ -58,11 +59,11 @@ def _stub_block(block: str, where: str) -> str:
                         "assign plain names so the lab can stub them"
                     )
                 lines += [f"{name} = ..." for name in names if f"{name} = ..." not in lines]
-        elif isinstance(node, ast.FunctionDef):
-            signature = ast.unparse(node).splitlines()[0]
-            for decorator in reversed(node.decorator_list):
-                lines.append(f"@{ast.unparse(decorator)}")
-            lines.append(signature)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            lines += [f"@{ast.unparse(decorator)}" for decorator in node.decorator_list]
+            bare = copy.copy(node)
+            bare.decorator_list = []
+            lines.append(ast.unparse(bare).splitlines()[0])
             doc = ast.get_docstring(node)
             if doc:
                 lines.append(textwrap.indent(repr(doc) if "\n" not in doc else f'"""{doc}"""', "    "))
