@@ -100,7 +100,7 @@ def test_alert_rejects_form_encoded_body(receiver):
 
 def test_alert_rejects_a_callback_that_crashes(receiver):
     with pytest.raises(WrongAnswer, match="no alert"):
-        checks.failure_alert(make_alert(receiver, key="task"), receiver)
+        checks.failure_alert(make_alert(receiver, key="taskinstance"), receiver)
 
 
 def pipeline_factory():
