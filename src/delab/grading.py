@@ -133,8 +133,6 @@ def forget(exercise_ids: list[str] | None = None) -> None:
 
 # ------------------------------------------------------------------------------------------------- exercises
 
-REGISTRY: dict[str, Callable[..., None]] = {}
-
 
 def _is_placeholder(value: Any) -> bool:
     return value is ...
@@ -164,7 +162,6 @@ def exercise(exercise_id: str) -> Callable[[Callable[P, None]], Callable[P, None
 
         graded.exercise_id = exercise_id  # type: ignore[attr-defined]
         graded.__wrapped__ = check  # type: ignore[attr-defined]
-        REGISTRY[exercise_id] = graded
         return graded
 
     return wrap
