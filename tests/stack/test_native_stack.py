@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from delab import config
-from delab.stack import PortTaken, down, layout, manager, namespace, require, reset, status, up
+from delab.stack import PortTaken, StackError, down, layout, manager, namespace, require, reset, status, up
 
 pytestmark = [
     pytest.mark.stack,
@@ -258,16 +258,22 @@ def test_status_tells_the_truth_after_a_kill_and_require_restarts(private_stack)
     assert restarted.state == "running" and restarted.pids != before.pids
 
 
-def test_a_killed_taskmanager_makes_flink_degraded_and_require_restarts_it(private_stack):
+def test_a_killed_taskmanager_makes_flink_degraded_and_require_replaces_only_it(private_stack):
     up(["flink"])
-    os.kill(manager._read_pid("flink-taskmanager"), signal.SIGKILL)
-    time.sleep(0.5)
+    jobmanager = manager._read_pid("flink-jobmanager")
+    killed = manager.kill("flink-taskmanager")
     [row] = status(["flink"])
     assert row.state == "degraded" and "flink-taskmanager" in row.detail
     [row] = require("flink", quiet=True)
     assert row.state == "running" and len(row.pids) == 2
+    assert manager._read_pid("flink-jobmanager") == jobmanager and killed not in row.pids
     down(["flink"])
     assert not manager.process_alive("flink-jobmanager") and not manager.process_alive("flink-taskmanager")
+
+
+def test_kill_names_what_it_knows(private_stack):
+    with pytest.raises(StackError, match="one of: kafka"):
+        manager.kill("zookeeper")
 
 
 def test_port_taken_is_one_line(private_stack):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from delab import config
 from delab.stack.errors import MissingPrerequisite, PortTaken, ServiceFailed, StackError
-from delab.stack.manager import NAMES, ServiceStatus, down, logs, reset, status, up
+from delab.stack.manager import NAMES, ServiceStatus, down, kill, logs, reset, status, up
 
 __all__ = [
     "NAMES",
@@ -29,6 +29,7 @@ __all__ = [
     "ServiceStatus",
     "StackError",
     "down",
+    "kill",
     "logs",
     "namespace",
     "require",

@@ -229,6 +229,26 @@ def _stop(process: str, sig: int, timeout: float = 20.0) -> None:
     layout.pid_file(process).unlink(missing_ok=True)
 
 
+def kill(process: str, sig: int = signal.SIGKILL) -> int:
+    """Fault injection: send ``sig`` (default SIGKILL, a crash with no clean shutdown) to one process of the
+    native stack, e.g. ``kafka``, ``connect`` or ``flink-taskmanager``. Returns its pid. ``up`` starts it again."""
+    known = [name for service in SERVICES.values() for name in _process_names(service)]
+    if process not in known:
+        raise StackError(f"no stack process named {process!r}; one of: {', '.join(known)}")
+    if config.profile() != "native":
+        raise StackError(f"kill works on the native profile only (this is {config.profile()!r})")
+    pid, started = _read_pid_file(process)
+    if not pid_alive(pid, started):
+        raise StackError(f"{process} is not running: `delab stack up` starts it")
+    assert pid is not None
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig) if os.getpgid(pid) == pid else os.kill(pid, sig)
+    deadline = time.monotonic() + 20
+    while sig == signal.SIGKILL and pid_alive(pid, started) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return pid
+
+
 def last_error(process: str) -> str:
     """The most telling line at the end of a process's log (for one-line failure messages)."""
     try:
@@ -295,6 +315,17 @@ def _ensure(service: NativeService, progress: Progress, listening: Callable[[], 
         _wait_ready(service, _process_names(service), progress, time.monotonic(), listening)
         return _native_status(service, probe=False)
     if current.state == "degraded":
+        names = _process_names(service)
+        if process_alive(names[0]):
+            # e.g. Flink's TaskManager killed under a live JobManager: start only what died, so the JobManager
+            # (and the jobs it runs) survive, as on a real cluster where a lost TaskManager is replaced.
+            progress(f"{service.name}: {current.detail}; starting it again")
+            started = time.monotonic()
+            for spec in service.processes():
+                if not process_alive(spec.name):
+                    _start(spec)
+            _wait_ready(service, names, progress, started, listening)
+            return _native_status(service, probe=False)
         progress(f"{service.name}: {current.detail}; restarting it")
         _stop_service(service)
     for label, port in service.ports().items():
