@@ -13,6 +13,8 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +22,21 @@ from pathlib import Path
 import pytest
 
 from delab import config
-from delab.stack import PortTaken, StackError, down, layout, manager, namespace, require, reset, status, up
+from delab.stack import (
+    PortTaken,
+    StackError,
+    disrupt,
+    down,
+    kill,
+    layout,
+    manager,
+    namespace,
+    require,
+    reset,
+    status,
+    up,
+    usage,
+)
 
 pytestmark = [
     pytest.mark.stack,
@@ -269,6 +285,37 @@ def test_a_killed_taskmanager_makes_flink_degraded_and_require_replaces_only_it(
     assert manager._read_pid("flink-jobmanager") == jobmanager and killed not in row.pids
     down(["flink"])
     assert not manager.process_alive("flink-jobmanager") and not manager.process_alive("flink-taskmanager")
+
+
+def test_disrupt_waits_for_other_users_then_restarts_what_it_broke(private_stack):
+    up(["s3"])
+    code = "from delab import stack; stack.require('s3', quiet=True); print('using', flush=True); input()"
+    user = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert user.stdout.readline().strip() == "using"
+    assert usage.holders("s3") == [user.pid]
+    entered = threading.Event()
+
+    def fault() -> None:
+        with disrupt("s3"):
+            entered.set()
+            kill("s3")
+            # meanwhile a newcomer's require() waits for the disruption to end (here: gives up after 1 s)
+            late = subprocess.run(
+                [sys.executable, "-c", "from delab import stack; stack.require('s3', quiet=True)"],
+                env={**os.environ, "DELAB_DISRUPT_WAIT": "1"},
+                capture_output=True,
+                text=True,
+            )
+            assert late.returncode != 0 and "being stopped on purpose" in late.stdout + late.stderr
+
+    worker = threading.Thread(target=fault)
+    worker.start()
+    assert not entered.wait(2), "disrupt() must wait while another process uses the service"
+    user.communicate("\n", timeout=30)
+    worker.join(60)
+    assert entered.is_set() and not worker.is_alive()
+    [row] = status(["s3"])
+    assert row.state == "running"
 
 
 def test_kill_names_what_it_knows(private_stack):

@@ -6,6 +6,11 @@ In a notebook::
     stack.require("kafka", "postgres")     # starts what is missing (native profile) and returns when they answer
     ns = stack.namespace("m03_l02")        # this lab's prefix for topics, tables and object keys
 
+Fault injection (a lab that crashes a service on purpose)::
+
+    with stack.disrupt("connect"):         # waits until no other kernel uses Connect; restarts it on the way out
+        stack.kill("connect")              # SIGKILL: a crash, no clean shutdown
+
 From a shell: ``delab stack up|down|status|logs|reset`` and ``delab doctor``.
 """
 
@@ -17,8 +22,10 @@ import time
 from dataclasses import dataclass
 
 from delab import config
+from delab.stack import usage
 from delab.stack.errors import MissingPrerequisite, PortTaken, ServiceFailed, StackError
-from delab.stack.manager import NAMES, ServiceStatus, down, kill, logs, reset, status, up
+from delab.stack.manager import NAMES, ServiceStatus, down, kill, logs, reset, resolve, status, up
+from delab.stack.usage import disrupt
 
 __all__ = [
     "NAMES",
@@ -28,6 +35,7 @@ __all__ = [
     "ServiceFailed",
     "ServiceStatus",
     "StackError",
+    "disrupt",
     "down",
     "kill",
     "logs",
@@ -53,6 +61,7 @@ def require(*services: str, quiet: bool = False) -> list[ServiceStatus]:
     names = list(services) or list(NAMES)
     profile = config.profile()
     if profile == "native":
+        usage.use(resolve(names))  # shared use: a fault-injection lab elsewhere waits for us, and we for it
         started = time.monotonic()
         rows = up(names, progress=_say if not quiet else None)
         if not quiet and time.monotonic() - started > 1:
