@@ -1,0 +1,51 @@
+"""The shop's tables as Arrow tables ready for a lakehouse write: one row per key, plain Arrow types
+(``string``, ``int64``, ``double``, ``timestamp[us]``), columns in a stable order."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+
+from delab import datasets
+
+KEYS = {
+    "customers": ["customer_id"],
+    "products": ["product_id"],
+    "orders": ["order_id"],
+    "order_items": ["order_id", "line_no"],
+    "payments": ["payment_id"],
+}
+
+
+def _plain(table: pa.Table) -> pa.Table:
+    """large_string → string, timestamps → microseconds without zone (what every engine here reads alike)."""
+    fields = []
+    for field in table.schema:
+        kind = field.type
+        if pa.types.is_large_string(kind) or pa.types.is_string(kind):
+            kind = pa.string()
+        elif pa.types.is_timestamp(kind):
+            kind = pa.timestamp("us")
+        elif pa.types.is_integer(kind):
+            kind = pa.int64()
+        elif pa.types.is_floating(kind):
+            kind = pa.float64()
+        fields.append(pa.field(field.name, kind))
+    return table.cast(pa.schema(fields))
+
+
+def shop_table(name: str, seed: int = 7, scale: float = 0.25) -> pa.Table:
+    """One table of ``datasets.shop(seed, scale)``, deduplicated on its key and sorted by it."""
+    frame = datasets.cached(seed=seed, scale=scale).table(name)
+    keys = KEYS[name]
+    frame = frame.drop_duplicates(keys).sort_values(keys, ignore_index=True)
+    return _plain(pa.Table.from_pandas(frame, preserve_index=False))
+
+
+def payment_changes(payments: pa.Table) -> pa.Table:
+    """Change records for a payments table, as a CDC feed delivers them (the table's columns plus ``op``):
+    rows 10-24 refunded (``op = "upsert"``) and rows 60-64 deleted (``op = "delete"``)."""
+    frame = payments.to_pandas()
+    refunds = frame.iloc[10:25].assign(status="refunded", op="upsert")
+    deletions = frame.iloc[60:65].assign(op="delete")
+    return pa.Table.from_pandas(pd.concat([refunds, deletions], ignore_index=True), preserve_index=False)
