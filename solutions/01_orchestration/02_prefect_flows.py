@@ -354,7 +354,7 @@ on_call.clear()
 rates_service.fail_next(None)  # down until recover()
 final = alerting_report(date(2026, 3, 9), return_state=True)
 rates_service.recover()
-final, on_call.wait_for(1)[-1].json
+final, on_call.wait_for(1)[-1]
 
 # %% [markdown]
 # ## Deployments: run it without the notebook

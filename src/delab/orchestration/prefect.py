@@ -29,14 +29,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from delab import config
+from delab.localhttp import LocalHTTPService, Receiver, ServedRequest
 
 HOST = config.HOST
 SERVER_START_TIMEOUT = 120  # a cold start migrates a fresh database: ~10-20 s on a laptop
@@ -405,89 +405,15 @@ def eur_rates(day: str | date) -> dict[str, float]:
     return {cur: round(rate * (1 + wobble * (i + 1) / 3), 4) for i, (cur, rate) in enumerate(_BASE_RATES.items())}
 
 
-@dataclass
-class ServedRequest:
-    at: float  # time.monotonic() when it arrived
-    method: str
-    path: str
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def json(self) -> Any:
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
-
-
-@dataclass(frozen=True)
-class ServiceAddress:
-    """What a pickled service becomes in another process (a served flow's runner): just where to reach it."""
-
-    url: str
-
-
-class _LocalHTTPService:
-    """A ThreadingHTTPServer on 127.0.0.1 in a daemon thread, recording every request."""
-
-    def __reduce__(self) -> tuple[type, tuple[str]]:
-        return ServiceAddress, (self.url,)
+class _TrackedService(LocalHTTPService):
+    """A local HTTP service that ``stop_all()`` stops with the server and runners."""
 
     def __init__(self) -> None:
-        service = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep the notebook quiet
-                pass
-
-            def do_GET(self) -> None:
-                service._dispatch(self, "GET")
-
-            def do_POST(self) -> None:
-                service._dispatch(self, "POST")
-
-        self.requests: list[ServedRequest] = []
-        self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((HOST, 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.1,), daemon=True)
-        self._thread.start()
+        super().__init__()
         _STARTED.append(self)
 
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self._httpd.server_address[1]}"
 
-    def _dispatch(self, handler: BaseHTTPRequestHandler, method: str) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else b""
-        status, payload = self.respond(method, handler.path, body)
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        with self._lock:
-            self.requests.append(
-                ServedRequest(time.monotonic(), method, handler.path, status, body, dict(handler.headers.items()))
-            )
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json" if not isinstance(payload, bytes) else "text/plain")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
-
-    def respond(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
-        raise NotImplementedError
-
-    def clear(self) -> None:
-        with self._lock:
-            self.requests.clear()
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-
-class RatesService(_LocalHTTPService):
+class RatesService(_TrackedService):
     """``GET /rates?day=YYYY-MM-DD`` → ``{"day", "base": "EUR", "rates": {"USD": …}}``; fails on demand.
 
     ``fail_next(n)`` makes the next ``n`` requests answer 503 Service Unavailable (a real API under load does the
@@ -531,27 +457,8 @@ class RatesService(_LocalHTTPService):
         return f"<RatesService {self.url}/rates?day=YYYY-MM-DD>"
 
 
-class WebhookReceiver(_LocalHTTPService):
+class WebhookReceiver(_TrackedService, Receiver):
     """Records every POST it receives (the lab's stand-in for a Slack/Teams/PagerDuty webhook)."""
-
-    def respond(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
-        if method != "POST":
-            return 200, {"received": len(self.received)}
-        return 200, {"ok": True}
-
-    @property
-    def received(self) -> list[ServedRequest]:
-        return [r for r in list(self.requests) if r.method == "POST"]
-
-    def wait_for(self, count: int = 1, timeout: float = 10) -> list[ServedRequest]:
-        """Wait until at least ``count`` POSTs arrived (or the timeout passed); returns what arrived."""
-        deadline = time.monotonic() + timeout
-        while len(self.received) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self.received
-
-    def __repr__(self) -> str:
-        return f"<WebhookReceiver {self.url} ({len(self.received)} received)>"
 
 
 # ------------------------------------------------------------------------------------------------- clean-up
