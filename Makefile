@@ -75,6 +75,8 @@ down:
 	@if [ -x .venv/bin/delab ]; then .venv/bin/delab stack down; fi
 bench: setup
 	.venv/bin/python scripts/bench_stack.py
+	.venv/bin/delab stack up
+	.venv/bin/python scripts/bench_notebooks.py --runs 2
 
 clean: down
 	rm -rf .venv .venv-flink .venv-airflow $(STATE)
