@@ -49,3 +49,13 @@ def payment_changes(payments: pa.Table) -> pa.Table:
     refunds = frame.iloc[10:25].assign(status="refunded", op="upsert")
     deletions = frame.iloc[60:65].assign(op="delete")
     return pa.Table.from_pandas(pd.concat([refunds, deletions], ignore_index=True), preserve_index=False)
+
+
+def customers_v1(seed: int = 7, scale: float = 0.25) -> pa.Table:
+    """The shop's customers as "version 1" of a customers table: the shop's columns plus ``order_count``
+    (orders per customer) stored as a 32-bit integer — a type lab 04.02 widens later."""
+    customers = shop_table("customers", seed, scale)
+    orders = shop_table("orders", seed, scale).to_pandas()
+    counts = orders.groupby("customer_id").size()
+    order_count = customers["customer_id"].to_pandas().map(counts).fillna(0).astype("int32")
+    return customers.append_column("order_count", pa.array(order_count, pa.int32()))

@@ -17,17 +17,20 @@ from delab.lakehouse import data, storage
 NAMESPACE = "m04_l01_check"
 
 
-def scratch_iceberg(name: str, rows: pa.Table, properties: dict[str, str] | None = None) -> Any:
-    """A new Iceberg table ``m04_l01_check.<name>`` holding ``rows`` (dropped and purged first if it exists)."""
+def scratch_iceberg(
+    name: str, rows: pa.Table, properties: dict[str, str] | None = None, namespace: str | None = None
+) -> Any:
+    """A new Iceberg table ``<namespace>.<name>`` (``m04_l01_check`` by default) holding ``rows``, dropped and
+    purged first if it exists."""
     from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
 
-    cat = lakehouse.catalog()
+    cat, namespace = lakehouse.catalog(), namespace or NAMESPACE
     with contextlib.suppress(NamespaceAlreadyExistsError):
-        cat.create_namespace(NAMESPACE)
-    identifier = f"{NAMESPACE}.{name}"
+        cat.create_namespace(namespace)
+    identifier = f"{namespace}.{name}"
     with contextlib.suppress(NoSuchTableError):
         cat.purge_table(identifier)
-    storage.delete_under(f"{lakehouse.warehouse()}/{NAMESPACE}/{name}")
+    storage.delete_under(f"{lakehouse.warehouse()}/{namespace}/{name}")
     table = cat.create_table(identifier, schema=rows.schema, properties=properties or {})
     table.append(rows)
     return cat.load_table(identifier)

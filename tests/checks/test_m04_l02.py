@@ -1,0 +1,169 @@
+"""Checks of lab 04.02 (schema evolution), against the stack's catalog and object store: the right answer passes,
+realistic wrong answers are rejected with a telling message, and the placeholder is not solved yet."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from deltalake import write_deltalake
+from pyiceberg.types import LongType, StringType
+
+from delab.checks.m04 import l02_schema_evolution as checks
+from delab.grading import NotSolvedYet, WrongAnswer
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(autouse=True)
+def own_namespace(monkeypatch):
+    """Scratch tables apart from the notebook's checks, so both can run at once."""
+    monkeypatch.setattr(checks, "NAMESPACE", "m04_l02_t")
+
+
+def todo(*args, **kwargs):
+    raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------------------ e1 evolution
+
+
+def evolve(table, rename=True, one_commit=True, required=False):
+    def changes(update):
+        update.add_column("loyalty_points", LongType(), required=required)
+        if rename:
+            update.rename_column("segment", "tier")
+        else:
+            update.delete_column("segment")
+            update.add_column("tier", StringType())
+        update.update_column("order_count", LongType())
+        update.delete_column("email")
+
+    if one_commit:
+        with table.update_schema(allow_incompatible_changes=required) as update:
+            changes(update)
+    else:
+        with table.update_schema() as update:
+            update.add_column("loyalty_points", LongType())
+        with table.update_schema() as update:
+            update.rename_column("segment", "tier")
+        with table.update_schema() as update:
+            update.update_column("order_count", LongType())
+        with table.update_schema() as update:
+            update.delete_column("email")
+
+
+def test_evolution_accepts_solution():
+    checks.iceberg_schema_change(evolve)
+
+
+def test_evolution_rejects_drop_and_add_instead_of_rename():
+    with pytest.raises(WrongAnswer, match="not segment renamed"):
+        checks.iceberg_schema_change(lambda table: evolve(table, rename=False))
+
+
+def test_evolution_rejects_several_commits():
+    with pytest.raises(WrongAnswer, match="4 schema versions"):
+        checks.iceberg_schema_change(lambda table: evolve(table, one_commit=False))
+
+
+def test_evolution_rejects_a_required_new_column():
+    with pytest.raises(WrongAnswer, match="not an optional long"):
+        checks.iceberg_schema_change(lambda table: evolve(table, required=True))
+
+
+def test_evolution_placeholder_is_not_solved():
+    with pytest.raises(NotSolvedYet):
+        checks.iceberg_schema_change(todo)
+
+
+# ------------------------------------------------------------------------------------------ e2 Delta merge
+
+
+def test_delta_accepts_solution():
+    checks.delta_add_column(lambda table, batch: write_deltalake(table, batch, mode="append", schema_mode="merge"))
+
+
+def test_delta_rejects_a_plain_append():
+    with pytest.raises(WrongAnswer, match="Delta refused the batch"):
+        checks.delta_add_column(lambda table, batch: write_deltalake(table, batch, mode="append"))
+
+
+def test_delta_rejects_an_overwrite_with_the_new_schema():
+    with pytest.raises(WrongAnswer, match="existing customers are gone"):
+        checks.delta_add_column(
+            lambda table, batch: write_deltalake(table, batch, mode="overwrite", schema_mode="overwrite")
+        )
+
+
+def test_delta_rejects_dropping_the_new_column():
+    with pytest.raises(WrongAnswer, match="no loyalty_points column"):
+        checks.delta_add_column(
+            lambda table, batch: write_deltalake(table, batch.drop_columns(["loyalty_points"]), mode="append")
+        )
+
+
+def test_delta_placeholder_is_not_solved():
+    with pytest.raises(NotSolvedYet):
+        checks.delta_add_column(todo)
+
+
+# ------------------------------------------------------------------------------------ e3 expand and backfill
+
+
+def backfill(table, rounding=True, drop_old=False, append=False):
+    with table.update_schema() as update:
+        update.add_column("amount_cents", LongType())
+    rows = table.scan().to_arrow()
+    scaled = pc.multiply(rows["amount"], 100)
+    cents = pc.cast(pc.round(scaled) if rounding else pc.trunc(scaled), pa.int64())
+    rows = rows.set_column(rows.schema.get_field_index("amount_cents"), "amount_cents", cents)
+    if append:
+        table.append(rows)
+    else:
+        table.overwrite(rows)
+    if drop_old:
+        with table.update_schema() as update:
+            update.delete_column("amount")
+
+
+def test_backfill_accepts_solution():
+    checks.expand_and_backfill_cents(backfill)
+
+
+def test_backfill_rejects_a_type_change_in_place():
+    def in_place(table):
+        with table.update_schema() as update:
+            update.update_column("amount", LongType())
+
+    with pytest.raises(WrongAnswer, match="refused to change amount"):
+        checks.expand_and_backfill_cents(in_place)
+
+
+def test_backfill_rejects_truncation():
+    with pytest.raises(WrongAnswer, match="one cent short"):
+        checks.expand_and_backfill_cents(lambda table: backfill(table, rounding=False))
+
+
+def test_backfill_rejects_dropping_the_old_column_now():
+    with pytest.raises(WrongAnswer, match="amount is gone"):
+        checks.expand_and_backfill_cents(lambda table: backfill(table, drop_old=True))
+
+
+def test_backfill_rejects_appending_the_backfilled_rows():
+    with pytest.raises(WrongAnswer, match="duplicates every payment"):
+        checks.expand_and_backfill_cents(lambda table: backfill(table, append=True))
+
+
+def test_backfill_rejects_a_column_without_backfill():
+    def expand_only(table):
+        with table.update_schema() as update:
+            update.add_column("amount_cents", LongType())
+
+    with pytest.raises(WrongAnswer, match="no amount_cents"):
+        checks.expand_and_backfill_cents(expand_only)
+
+
+def test_backfill_placeholder_is_not_solved():
+    with pytest.raises(NotSolvedYet):
+        checks.expand_and_backfill_cents(todo)
