@@ -52,8 +52,8 @@ lint: .venv/.synced
 
 # Unit tests, the in-sync and curriculum checks, the kernels and JupyterLab; then every solution notebook (must
 # pass); then every lab notebook (must stop at its first "Not solved yet"); then the tests that need the Airflow
-# environment. Phases run one after another because a lab's tests, solution and student notebook share the lab's
-# namespace in the services; within a phase, files run in parallel (one file per worker).
+# and Flink environments. Phases run one after another because a lab's tests, solution and student notebook share
+# the lab's namespace in the services; within a phase, files run in parallel (one file per worker).
 NBVAL := --nbval-lax --nbval-cell-timeout 300
 test: export DELAB_TEST_STATE_DIR = $(CURDIR)/$(STATE)/test-state
 test: setup lint
@@ -62,6 +62,7 @@ test: setup lint
 	.venv/bin/pytest -n $(JOBS) --dist loadfile $(NBVAL) solutions $(PYTEST_ARGS)
 	.venv/bin/pytest -n $(JOBS) --dist loadfile $(NBVAL) labs $(PYTEST_ARGS)
 	.venv-airflow/bin/pytest tests/airflow $(PYTEST_ARGS)
+	.venv-flink/bin/pytest tests/flink $(PYTEST_ARGS)
 
 lock: | $(UV)
 	for env in main flink airflow; do \
