@@ -1,0 +1,214 @@
+"""Checks of lab 02.02 (incremental loading): right answers pass, realistic wrong ones are rejected."""
+
+from __future__ import annotations
+
+import pytest
+
+from delab.checks.m02 import l02_incremental as checks
+from delab.grading import NotSolvedYet, WrongAnswer
+from delab.loading import incremental
+
+pytestmark = pytest.mark.stack
+
+
+def _page(conn, table, where, params, limit):
+    return conn.execute(
+        f"SELECT * FROM {table} {where} ORDER BY updated_at, order_id LIMIT %s", (*params, limit)
+    ).fetchall()
+
+
+def keyset_good(conn, table, after, limit):
+    if after is None:
+        return _page(conn, table, "", (), limit)
+    return _page(conn, table, "WHERE (updated_at, order_id) > (%s, %s)", after, limit)
+
+
+def timestamp_only(conn, table, after, limit):
+    if after is None:
+        return _page(conn, table, "", (), limit)
+    return _page(conn, table, "WHERE updated_at > %s", (after[0],), limit)
+
+
+def timestamp_inclusive(conn, table, after, limit):
+    if after is None:
+        return _page(conn, table, "", (), limit)
+    return _page(conn, table, "WHERE updated_at >= %s", (after[0],), limit)
+
+
+def test_keyset_accepts_row_comparison():
+    checks.keyset_batches(keyset_good)
+
+
+def test_keyset_rejects_timestamp_only():
+    with pytest.raises(WrongAnswer, match="never returned, all of them sharing"):
+        checks.keyset_batches(timestamp_only)
+
+
+def test_keyset_rejects_inclusive_and_placeholder():
+    with pytest.raises(WrongAnswer, match=r"came back twice|never ended"):
+        checks.keyset_batches(timestamp_inclusive)
+    with pytest.raises(NotSolvedYet):
+        checks.keyset_batches(...)
+
+
+UPSERT_GOOD = """
+INSERT INTO {target} AS t SELECT * FROM {staging}
+ON CONFLICT (order_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, channel = EXCLUDED.channel,
+  status = EXCLUDED.status, updated_at = EXCLUDED.updated_at
+WHERE t.updated_at < EXCLUDED.updated_at
+"""
+MERGE_GOOD = """
+MERGE INTO {target} t USING {staging} s ON t.order_id = s.order_id
+WHEN MATCHED AND s.updated_at > t.updated_at THEN UPDATE SET status = s.status, updated_at = s.updated_at
+WHEN NOT MATCHED THEN INSERT VALUES (s.order_id, s.customer_id, s.channel, s.status, s.updated_at)
+"""
+
+
+def test_upsert_accepts_on_conflict_and_merge():
+    checks.newer_wins_upsert(UPSERT_GOOD)
+    checks.newer_wins_upsert(MERGE_GOOD)
+
+
+def test_upsert_rejects_unconditional_update():
+    with pytest.raises(WrongAnswer, match=r"a replay of the first .* went back to an older version"):
+        checks.newer_wins_upsert(UPSERT_GOOD.replace("WHERE t.updated_at < EXCLUDED.updated_at", ""))
+
+
+def test_upsert_rejects_do_nothing_plain_insert_and_bad_shape():
+    with pytest.raises(WrongAnswer, match="still hold an older version"):
+        checks.newer_wins_upsert("INSERT INTO {target} SELECT * FROM {staging} ON CONFLICT DO NOTHING")
+    with pytest.raises(WrongAnswer, match="upsert_sql failed with UniqueViolation"):
+        checks.newer_wins_upsert("INSERT INTO {target} SELECT * FROM {staging}")
+    with pytest.raises(WrongAnswer, match="placeholders"):
+        checks.newer_wins_upsert("INSERT INTO m02_l02.dw_orders SELECT * FROM m02_l02.stage")
+    with pytest.raises(NotSolvedYet):
+        checks.newer_wins_upsert(...)
+
+
+def scd2_good(conn, dim, snapshot, as_of):
+    with conn.transaction():
+        conn.execute(
+            f"""CREATE TEMP TABLE changed ON COMMIT DROP AS SELECT s.* FROM {snapshot} s
+                LEFT JOIN {dim} d ON d.customer_id = s.customer_id AND d.is_current
+                WHERE d.customer_id IS NULL OR (d.country, d.segment) IS DISTINCT FROM (s.country, s.segment)"""
+        )
+        conn.execute(
+            f"UPDATE {dim} d SET valid_to = %s, is_current = false FROM changed c "
+            "WHERE d.customer_id = c.customer_id AND d.is_current",
+            (as_of,),
+        )
+        conn.execute(
+            f"INSERT INTO {dim} (customer_id, country, segment, valid_from, valid_to, is_current) "
+            "SELECT customer_id, country, segment, %s, NULL, true FROM changed",
+            (as_of,),
+        )
+
+
+def scd1_overwrite(conn, dim, snapshot, as_of):
+    conn.execute(
+        f"""MERGE INTO {dim} d USING {snapshot} s ON d.customer_id = s.customer_id
+            WHEN MATCHED THEN UPDATE SET country = s.country, segment = s.segment
+            WHEN NOT MATCHED THEN INSERT (customer_id, country, segment, valid_from, valid_to, is_current)
+              VALUES (s.customer_id, s.country, s.segment, %s, NULL, true)""",
+        (as_of,),
+    )
+
+
+def scd2_always_new_version(conn, dim, snapshot, as_of):
+    with conn.transaction():
+        conn.execute(
+            f"UPDATE {dim} d SET valid_to = %s, is_current = false FROM {snapshot} s "
+            "WHERE d.customer_id = s.customer_id AND d.is_current",
+            (as_of,),
+        )
+        conn.execute(
+            f"INSERT INTO {dim} (customer_id, country, segment, valid_from, valid_to, is_current) "
+            f"SELECT customer_id, country, segment, %s, NULL, true FROM {snapshot}",
+            (as_of,),
+        )
+
+
+def scd2_without_closing(conn, dim, snapshot, as_of):
+    conn.execute(
+        f"""INSERT INTO {dim} (customer_id, country, segment, valid_from, valid_to, is_current)
+            SELECT s.customer_id, s.country, s.segment, %s, NULL, true FROM {snapshot} s
+            LEFT JOIN {dim} d ON d.customer_id = s.customer_id AND d.is_current
+            WHERE d.customer_id IS NULL OR (d.country, d.segment) IS DISTINCT FROM (s.country, s.segment)""",
+        (as_of,),
+    )
+
+
+def test_scd2_accepts_close_then_insert():
+    checks.scd2_history(scd2_good)
+
+
+def test_scd2_rejects_overwrite_and_unconditional_versions():
+    with pytest.raises(WrongAnswer, match="keeps history"):
+        checks.scd2_history(scd1_overwrite)
+    with pytest.raises(WrongAnswer, match="did not change gets no new version"):
+        checks.scd2_history(scd2_always_new_version)
+
+
+def test_scd2_rejects_unclosed_versions_and_placeholder():
+    with pytest.raises(WrongAnswer, match="more than one current version"):
+        checks.scd2_history(scd2_without_closing)
+
+    def stub(conn, dim, snapshot, as_of):
+        raise NotImplementedError
+
+    with pytest.raises(NotSolvedYet):
+        checks.scd2_history(stub)
+
+
+BOUND_SQL = """SELECT least(now(), min(xact_start)) FROM pg_stat_activity
+               WHERE datname = current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"""
+RANGE_SQL = """SELECT order_id, customer_id, channel, status, updated_at FROM {schema}.src_orders
+               WHERE (%(wm)s::timestamptz IS NULL OR updated_at >= %(wm)s) AND updated_at < %(bound)s"""
+
+
+def run_good(conn, schema):
+    with conn.transaction():
+        watermark = incremental.get_watermark(conn, schema)
+        (bound,) = conn.execute(BOUND_SQL).fetchone()
+        rows = conn.execute(RANGE_SQL.format(schema=schema), {"wm": watermark, "bound": bound}).fetchall()
+        incremental.upsert_rows(conn, schema, rows)
+        if watermark is None or bound > watermark:
+            incremental.set_watermark(conn, schema, bound)
+
+
+def run_full_reload_without_state(conn, schema):
+    rows = conn.execute(f"SELECT * FROM {schema}.src_orders").fetchall()
+    incremental.upsert_rows(conn, schema, rows)
+
+
+def run_closed_range(conn, schema):
+    # `<=` at both ends: the row at the watermark is taken again by every run
+    with conn.transaction():
+        watermark = incremental.get_watermark(conn, schema)
+        (bound,) = conn.execute(BOUND_SQL).fetchone()
+        rows = conn.execute(
+            RANGE_SQL.format(schema=schema).replace("updated_at < %(bound)s", "updated_at <= %(bound)s"),
+            {"wm": watermark, "bound": bound},
+        ).fetchall()
+        incremental.upsert_rows(conn, schema, rows)
+        latest = max((r[-1] for r in rows), default=watermark)
+        if latest is not None:
+            incremental.set_watermark(conn, schema, latest)
+
+
+def test_run_accepts_bounded_half_open_runs():
+    checks.late_commit_safe_run(run_good)
+
+
+def test_run_rejects_naive_max_watermark():
+    with pytest.raises(WrongAnswer, match=r"order 1 .* never reached the target"):
+        checks.late_commit_safe_run(lambda conn, schema: incremental.naive_run(conn, schema))
+
+
+def test_run_rejects_stateless_reload_and_rewrites():
+    with pytest.raises(WrongAnswer, match="has no row for the pipeline"):
+        checks.late_commit_safe_run(run_full_reload_without_state)
+    with pytest.raises(WrongAnswer, match="rewrote"):
+        checks.late_commit_safe_run(run_closed_range)
+    with pytest.raises(NotSolvedYet):
+        checks.late_commit_safe_run(...)
