@@ -1,0 +1,195 @@
+"""Checks of lab 02.04 (event sourcing and sync): right answers pass, realistic wrong ones are rejected, against
+a real ledger captured by Debezium and real Postgres tables."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from delab import clients, datasets, stack
+from delab.checks.m02 import l04_sync as checks
+from delab.grading import NotSolvedYet, WrongAnswer
+from delab.loading import cdc, sync
+
+pytestmark = pytest.mark.stack
+S = "m02_l04"
+
+
+@pytest.fixture(scope="module")
+def ledger_topic():
+    stack.require("kafka", "connect", "postgres")
+    cdc.cleanup(S)
+    products = datasets.shop(seed=7, scale=0.25).products
+    movements = sync.stock_movements(products)
+    with clients.postgres() as pg:
+        pg.execute(f"DROP SCHEMA IF EXISTS {S} CASCADE")
+        pg.execute(f"CREATE SCHEMA {S}")
+        pg.execute(
+            f"CREATE TABLE {S}.movements (movement_id bigserial PRIMARY KEY, product_id int, kind text, quantity int)"
+        )
+        with pg.cursor().copy(f"COPY {S}.movements (product_id, kind, quantity) FROM STDIN") as copy:
+            for row in movements[["product_id", "kind", "quantity"]].itertuples(index=False):
+                copy.write_row(row)
+        pg.execute(
+            f"CREATE TABLE {S}.products (product_id int PRIMARY KEY, name text NOT NULL, category text, "
+            "list_price numeric(10, 2) NOT NULL, version int NOT NULL DEFAULT 1)"
+        )
+        with pg.cursor().copy(f"COPY {S}.products (product_id, name, category, list_price) FROM STDIN") as copy:
+            for row in products.itertuples(index=False):
+                copy.write_row((row.product_id, row.name, row.category, round(row.list_price, 2)))
+    name = f"{S}_test_{uuid.uuid4().hex[:6]}"
+    config = cdc.postgres_connector(name, [f"{S}.movements"])
+    cdc.register(name, config)
+    yield cdc.change_topic(config, f"{S}.movements")
+    cdc.remove(name)
+
+
+def fold(messages, counted_sets=True):
+    stock = {}
+    for m in messages:
+        if m.value is None or m.value["op"] not in ("r", "c"):
+            continue
+        mv = m.value["after"]
+        if counted_sets and mv["kind"] == "counted":
+            stock[mv["product_id"]] = mv["quantity"]
+        else:
+            stock[mv["product_id"]] = stock.get(mv["product_id"], 0) + mv["quantity"]
+    return stock
+
+
+def test_rebuild_stock(ledger_topic):
+    checks.sync_rebuild_stock(fold, ledger_topic)
+    with pytest.raises(WrongAnswer, match=r"a stock-take .* is not a change"):
+        checks.sync_rebuild_stock(lambda ms: fold(ms, counted_sets=False), ledger_topic)
+    with pytest.raises(WrongAnswer, match="your stock is empty"):
+        checks.sync_rebuild_stock(lambda ms: fold([m for m in ms if m.op == "c"]), ledger_topic)
+    with pytest.raises(NotSolvedYet):
+        checks.sync_rebuild_stock(..., ledger_topic)
+
+
+def save_versioned(conn, product_id, changes, read_version):
+    sets = ", ".join(f"{c} = %s" for c in changes)
+    cur = conn.execute(
+        f"UPDATE {S}.products SET {sets}, version = version + 1 WHERE product_id = %s AND version = %s",
+        [*changes.values(), product_id, read_version],
+    )
+    return cur.rowcount == 1
+
+
+def save_last_writer_wins(conn, product_id, changes, read_version):
+    sets = ", ".join(f"{c} = %s" for c in changes)
+    cur = conn.execute(
+        f"UPDATE {S}.products SET {sets}, version = version + 1 WHERE product_id = %s",
+        [*changes.values(), product_id],
+    )
+    return cur.rowcount == 1
+
+
+def save_without_bump(conn, product_id, changes, read_version):
+    sets = ", ".join(f"{c} = %s" for c in changes)
+    cur = conn.execute(
+        f"UPDATE {S}.products SET {sets} WHERE product_id = %s AND version = %s",
+        [*changes.values(), product_id, read_version],
+    )
+    return cur.rowcount == 1
+
+
+def test_save_product(ledger_topic):
+    checks.sync_save_product(save_versioned)
+    with pytest.raises(WrongAnswer, match="lost update"):
+        checks.sync_save_product(save_last_writer_wins)
+    with pytest.raises(WrongAnswer, match="must bump the version"):
+        checks.sync_save_product(save_without_bump)
+
+
+UPSERT = f"""INSERT INTO {S}.stock_levels VALUES (%(product_id)s, %(quantity)s) ON CONFLICT (product_id) DO UPDATE
+    SET quantity = CASE WHEN %(kind)s = 'counted' THEN EXCLUDED.quantity
+                        ELSE {S}.stock_levels.quantity + EXCLUDED.quantity END"""
+
+
+def apply_once(conn, message):
+    if message.value is None or message.op not in ("r", "c"):
+        return
+    mv = message.value["after"]
+    with conn.transaction():
+        if conn.execute(
+            f"INSERT INTO {S}.applied_movements VALUES (%s) ON CONFLICT DO NOTHING", [mv["movement_id"]]
+        ).rowcount:
+            conn.execute(UPSERT, mv)
+
+
+def apply_naive(conn, message):
+    if message.value is not None and message.op in ("r", "c"):
+        conn.execute(UPSERT, message.value["after"])
+
+
+def apply_dedup_by_product(conn, message):
+    mv = message.value["after"]
+    with conn.transaction():
+        if conn.execute(
+            f"INSERT INTO {S}.applied_movements VALUES (%s) ON CONFLICT DO NOTHING", [mv["product_id"]]
+        ).rowcount:
+            conn.execute(UPSERT, mv)
+
+
+def test_idempotent_apply(ledger_topic):
+    checks.sync_idempotent_apply(apply_once, ledger_topic)
+    with pytest.raises(WrongAnswer, match="delivered again"):
+        checks.sync_idempotent_apply(apply_naive, ledger_topic)
+    with pytest.raises(WrongAnswer, match="after one delivery of every event"):
+        checks.sync_idempotent_apply(apply_dedup_by_product, ledger_topic)
+
+
+def reconcile_good(conn):
+    rows = conn.execute(
+        f"""SELECT coalesce(s.product_id, t.product_id), CASE WHEN t.product_id IS NULL THEN 'missing'
+                   WHEN s.product_id IS NULL THEN 'extra' ELSE 'different' END
+            FROM {S}.products s FULL JOIN {S}.products_copy t USING (product_id)
+            WHERE s.product_id IS NULL OR t.product_id IS NULL OR s IS DISTINCT FROM t"""
+    ).fetchall()
+    report = {"missing": set(), "extra": set(), "different": set()}
+    for key, kind in rows:
+        report[kind].add(key)
+    conn.execute(f"DELETE FROM {S}.products_copy WHERE product_id = ANY(%s)", [list(report["extra"])])
+    conn.execute(f"DELETE FROM {S}.products_copy WHERE product_id = ANY(%s)", [list(report["different"])])
+    conn.execute(
+        f"INSERT INTO {S}.products_copy SELECT * FROM {S}.products WHERE product_id = ANY(%s)",
+        [list(report["missing"] | report["different"])],
+    )
+    return report
+
+
+def reconcile_keys_only(conn):
+    src = {k for (k,) in conn.execute(f"SELECT product_id FROM {S}.products").fetchall()}
+    dst = {k for (k,) in conn.execute(f"SELECT product_id FROM {S}.products_copy").fetchall()}
+    conn.execute(f"DELETE FROM {S}.products_copy WHERE product_id = ANY(%s)", [list(dst - src)])
+    conn.execute(
+        f"INSERT INTO {S}.products_copy SELECT * FROM {S}.products WHERE product_id = ANY(%s)", [list(src - dst)]
+    )
+    return {"missing": src - dst, "extra": dst - src, "different": set()}
+
+
+def reconcile_report_then_reload(conn):
+    rows = conn.execute(
+        f"""SELECT coalesce(s.product_id, t.product_id), CASE WHEN t.product_id IS NULL THEN 'missing'
+                   WHEN s.product_id IS NULL THEN 'extra' ELSE 'different' END
+            FROM {S}.products s FULL JOIN {S}.products_copy t USING (product_id)
+            WHERE s.product_id IS NULL OR t.product_id IS NULL OR s IS DISTINCT FROM t"""
+    ).fetchall()
+    report = {"missing": set(), "extra": set(), "different": set()}
+    for key, kind in rows:
+        report[kind].add(key)
+    conn.execute(f"TRUNCATE {S}.products_copy")
+    conn.execute(f"INSERT INTO {S}.products_copy SELECT * FROM {S}.products")
+    return report
+
+
+def test_reconcile(ledger_topic):
+    checks.sync_reconcile(reconcile_good)
+    with pytest.raises(WrongAnswer, match="different should be"):
+        checks.sync_reconcile(reconcile_keys_only)
+    with pytest.raises(WrongAnswer, match=r"rewrote .* rows that were already right"):
+        checks.sync_reconcile(reconcile_report_then_reload)
+    with pytest.raises(NotSolvedYet):
+        checks.sync_reconcile(...)
