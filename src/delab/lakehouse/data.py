@@ -59,3 +59,12 @@ def customers_v1(seed: int = 7, scale: float = 0.25) -> pa.Table:
     counts = orders.groupby("customer_id").size()
     order_count = customers["customer_id"].to_pandas().map(counts).fillna(0).astype("int32")
     return customers.append_column("order_count", pa.array(order_count, pa.int32()))
+
+
+def customer_orders(seed: int = 7, scale: float = 0.25) -> pa.Table:
+    """Orders with their customer's name and email copied in (a typical denormalised lakehouse table: personal
+    data spread over every file that holds a customer's orders), sorted by order_id."""
+    orders = shop_table("orders", seed, scale).to_pandas()
+    customers = shop_table("customers", seed, scale).to_pandas()[["customer_id", "name", "email"]]
+    joined = orders.merge(customers, on="customer_id", how="left").sort_values("order_id", ignore_index=True)
+    return _plain(pa.Table.from_pandas(joined, preserve_index=False))

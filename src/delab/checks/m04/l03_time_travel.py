@@ -1,0 +1,173 @@
+"""Checks of lab 04.03 (time travel): reading a table as of a point in time, rolling back a bad write, and erasing
+a customer for good. Each check builds its own scratch table with a known history (namespace ``m04_l03_check``),
+runs the learner's function and inspects the table's snapshots and the files left in the object store."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from delab.checks.m04.l01_formats import scratch_iceberg
+from delab.grading import WrongAnswer, exercise, learner_code
+from delab.lakehouse import compliance, data
+
+NAMESPACE = "m04_l03_check"
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def history_table(name: str, batches: int = 3, size: int = 400):
+    """A scratch table of customer orders written in ``batches`` appends (one snapshot each)."""
+    rows = data.customer_orders()
+    table = scratch_iceberg(name, rows.slice(0, size), namespace=NAMESPACE)
+    for i in range(1, batches):
+        table.append(rows.slice(i * size, size))
+    return table.catalog.load_table(table.name()), rows
+
+
+def _ids(rows: pa.Table) -> list[int]:
+    return sorted(rows["order_id"].to_pylist())
+
+
+# ------------------------------------------------------------------------------------------------ e1 as of
+
+
+@learner_code("read_as_of")
+def _run_as_of(fn, table, when):
+    return fn(table, when)
+
+
+@exercise("m04.l03.e1")
+def as_of_read(read_as_of) -> None:
+    """Reading as of a time gives the snapshot that was current then — between commits, just after one, and later."""
+    table, _ = history_table("orders_as_of")
+    snapshots = sorted(table.snapshots(), key=lambda s: s.timestamp_ms)
+    expected_rows = {s.snapshot_id: _ids(table.scan(snapshot_id=s.snapshot_id).to_arrow()) for s in snapshots}
+    first, second, third = snapshots
+    probes = [
+        (first.timestamp_ms + (second.timestamp_ms - first.timestamp_ms) // 2, first, "between two commits"),
+        (second.timestamp_ms + 0.5, second, "half a millisecond after a commit"),
+        (third.timestamp_ms + 60_000, third, "after the last commit"),
+    ]
+    for millis, want, where in probes:
+        when = EPOCH + dt.timedelta(milliseconds=millis)  # exact, unlike a float of seconds
+        got = _run_as_of(read_as_of, table, when)
+        if not isinstance(got, pa.Table):
+            raise WrongAnswer(
+                f"read_as_of returned {type(got).__name__}, not a pyarrow Table.", hint="scan(...).to_arrow()"
+            )
+        ids = _ids(got)
+        if ids == expected_rows[want.snapshot_id]:
+            continue
+        for other in snapshots:
+            if ids == expected_rows[other.snapshot_id]:
+                if other.timestamp_ms > millis:
+                    raise WrongAnswer(
+                        f"{where}, you read a snapshot committed after that time.",
+                        hint="as of T means the last snapshot committed at or before T.",
+                    )
+                raise WrongAnswer(
+                    f"{where}, you read an older snapshot than the one current at that time.",
+                    hint="as of T means the *last* snapshot committed at or before T.",
+                )
+        raise WrongAnswer(f"{where}, the rows match no snapshot of the table ({len(ids)} rows).")
+
+
+# ----------------------------------------------------------------------------------------------- e2 rollback
+
+
+@learner_code("undo_job")
+def _run_undo(fn, table, job):
+    return fn(table, job)
+
+
+@exercise("m04.l03.e2")
+def rollback_bad_write(undo_job) -> None:
+    """The bad job's commits are undone by pointing the table back at the snapshot before them; history keeps them."""
+    table, rows = history_table("orders_rollback")
+    good = table.current_snapshot()
+    good_ids = _ids(table.scan().to_arrow())
+    history = {s.snapshot_id for s in table.snapshots()}
+    bad_rows = rows.slice(0, 50)
+    bad_rows = bad_rows.set_column(bad_rows.schema.get_field_index("status"), "status", pa.array(["lost"] * 50))
+    table.overwrite(bad_rows, snapshot_properties={"job": "fixup"})  # the bug: replaced the table with 50 rows
+    before = {s.snapshot_id for s in table.snapshots()}
+    bad = before - history
+    _run_undo(undo_job, table, "fixup")
+    after = table.catalog.load_table(table.name())
+    current = after.current_snapshot()
+    ids = _ids(after.scan().to_arrow())
+    if current.snapshot_id not in before:
+        raise WrongAnswer(
+            "you wrote a new snapshot on top of the bad ones: the data may be back, but as a corrective write, "
+            "not a rollback.",
+            hint="a rollback makes an existing snapshot current again and writes no data files.",
+        )
+    if current.snapshot_id in bad:
+        raise WrongAnswer(
+            f"the table points at a snapshot the bad job wrote ({len(ids)} rows): an overwrite commits two "
+            "snapshots, a delete and then an append.",
+            hint="walk back from the current snapshot past every snapshot whose summary names the job.",
+        )
+    if current.snapshot_id != good.snapshot_id:
+        if set(ids) < set(good_ids):
+            raise WrongAnswer(
+                f"you went back too far: {len(good_ids) - len(ids)} rows of good writes are gone.",
+                hint="stop at the first snapshot that the bad job did not write.",
+            )
+        raise WrongAnswer("the current snapshot is not the one before the bad write.")
+    if ids != good_ids:
+        raise WrongAnswer("the rows after the rollback differ from the rows before the bad write.")
+    if not bad <= {s.snapshot_id for s in after.snapshots()}:
+        raise WrongAnswer(
+            "the bad snapshots were removed: the audit trail lost what happened.",
+            hint="a rollback keeps the bad snapshot in the history; expiring it is a separate decision.",
+        )
+
+
+# ------------------------------------------------------------------------------------------------- e3 erasure
+
+
+@learner_code("erase_customer")
+def _run_erase(fn, table, customer_id):
+    return fn(table, customer_id)
+
+
+def _victim(rows: pa.Table, limit: int) -> int:
+    """A customer with orders in at least two of the first ``limit`` rows' batches."""
+    head = rows.slice(0, limit).to_pandas()
+    counts = head.groupby("customer_id").order_id.count().sort_values(ascending=False, kind="stable")
+    return int(counts.index[0])
+
+
+@exercise("m04.l03.e3")
+def customer_erased(erase_customer) -> None:
+    """After erasure the customer is in no snapshot and no stored file; everybody else is intact."""
+    table, rows = history_table("orders_erasure")
+    victim = _victim(rows, 1200)
+    stored = table.scan().to_arrow()
+    others = sorted(stored.filter(pc.not_equal(stored["customer_id"], victim))["order_id"].to_pylist())
+    _run_erase(erase_customer, table, victim)
+    after = table.catalog.load_table(table.name())
+    current = after.scan().to_arrow()
+    if pc.sum(pc.equal(current["customer_id"], victim)).as_py():
+        raise WrongAnswer(f"customer {victim} is still in the current table.", hint="delete their rows first.")
+    if _ids(current) != others:
+        raise WrongAnswer(
+            f"the table lost {len(others) - current.num_rows} rows of other customers.",
+            hint="erase one customer's rows, not the files or the table.",
+        )
+    for snapshot in after.snapshots():
+        old = after.scan(snapshot_id=snapshot.snapshot_id, selected_fields=("customer_id",)).to_arrow()
+        if pc.sum(pc.equal(old["customer_id"], victim)).as_py():
+            raise WrongAnswer(
+                f"time travel to snapshot {snapshot.snapshot_id} still shows customer {victim}.",
+                hint="older snapshots keep the deleted rows readable until they are expired.",
+            )
+    left = compliance.rows_in_stored_files(after.location(), "customer_id", victim)
+    if left:
+        raise WrongAnswer(
+            f"{len(left)} data files in the object store still hold customer {victim}'s rows.",
+            hint="expiring snapshots only forgets files; files no metadata references must be deleted too.",
+        )

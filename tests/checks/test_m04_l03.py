@@ -1,0 +1,161 @@
+"""Checks of lab 04.03 (time travel), against the stack's catalog and object store: the right answer passes,
+realistic wrong answers are rejected with a telling message, and the placeholder is not solved yet."""
+
+from __future__ import annotations
+
+import pytest
+
+from delab import clients
+from delab.checks.m04 import l03_time_travel as checks
+from delab.grading import NotSolvedYet, WrongAnswer
+from delab.lakehouse import storage
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(autouse=True)
+def own_namespace(monkeypatch):
+    """Scratch tables apart from the notebook's checks, so both can run at once."""
+    monkeypatch.setattr(checks, "NAMESPACE", "m04_l03_t")
+
+
+def todo(*args, **kwargs):
+    raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------------------------ e1 as of
+
+
+def as_of(table, when):
+    snapshot = table.snapshot_as_of_timestamp(int(when.timestamp() * 1000))
+    return table.scan(snapshot_id=snapshot.snapshot_id).to_arrow()
+
+
+def test_as_of_accepts_solution():
+    checks.as_of_read(as_of)
+
+
+def test_as_of_rejects_the_next_snapshot():
+    def first_at_or_after(table, when):
+        millis = when.timestamp() * 1000
+        later = [s for s in sorted(table.snapshots(), key=lambda s: s.timestamp_ms) if s.timestamp_ms >= millis]
+        snapshot = later[0] if later else table.current_snapshot()
+        return table.scan(snapshot_id=snapshot.snapshot_id).to_arrow()
+
+    with pytest.raises(WrongAnswer, match="committed after that time"):
+        checks.as_of_read(first_at_or_after)
+
+
+def test_as_of_rejects_the_current_table():
+    with pytest.raises(WrongAnswer, match="committed after that time"):
+        checks.as_of_read(lambda table, when: table.scan().to_arrow())
+
+
+def test_as_of_rejects_seconds_for_milliseconds():
+    def in_seconds(table, when):
+        snapshot = table.snapshot_as_of_timestamp(int(when.timestamp()))
+        return table.scan(snapshot_id=snapshot.snapshot_id).to_arrow()
+
+    with pytest.raises(WrongAnswer, match="read_as_of failed with AttributeError"):
+        checks.as_of_read(in_seconds)
+
+
+def test_as_of_placeholder_is_not_solved():
+    with pytest.raises(NotSolvedYet):
+        checks.as_of_read(todo)
+
+
+# ---------------------------------------------------------------------------------------------- e2 rollback
+
+
+def undo(table, job):
+    snapshot = table.current_snapshot()
+    while snapshot is not None and snapshot.summary.get("job") == job:
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    table.manage_snapshots().rollback_to_snapshot(snapshot.snapshot_id).commit()
+
+
+def test_rollback_accepts_solution():
+    checks.rollback_bad_write(undo)
+
+
+def test_rollback_rejects_stopping_at_the_parent():
+    def parent_only(table, job):
+        table.manage_snapshots().rollback_to_snapshot(table.current_snapshot().parent_snapshot_id).commit()
+
+    with pytest.raises(WrongAnswer, match="an overwrite commits two snapshots"):
+        checks.rollback_bad_write(parent_only)
+
+
+def test_rollback_rejects_going_back_to_the_first_snapshot():
+    def to_first(table, job):
+        first = min(table.snapshots(), key=lambda s: s.timestamp_ms)
+        table.manage_snapshots().rollback_to_snapshot(first.snapshot_id).commit()
+
+    with pytest.raises(WrongAnswer, match="went back too far"):
+        checks.rollback_bad_write(to_first)
+
+
+def test_rollback_rejects_a_corrective_write():
+    def rewrite(table, job):
+        snapshot = table.current_snapshot()
+        while snapshot.summary.get("job") == job:
+            snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id)
+        table.overwrite(table.scan(snapshot_id=snapshot.snapshot_id).to_arrow())
+
+    with pytest.raises(WrongAnswer, match="corrective write"):
+        checks.rollback_bad_write(rewrite)
+
+
+def test_rollback_placeholder_is_not_solved():
+    with pytest.raises(NotSolvedYet):
+        checks.rollback_bad_write(todo)
+
+
+# ---------------------------------------------------------------------------------------------- e3 erasure
+
+
+def erase(table, customer_id, expire=True, orphans=True):
+    table.delete(f"customer_id == {customer_id}")
+    if expire:
+        current = table.current_snapshot().snapshot_id
+        older = [s.snapshot_id for s in table.snapshots() if s.snapshot_id != current]
+        table.maintenance.expire_snapshots().by_ids(older).commit()
+    if orphans:
+        referenced = {table.metadata_location, *table.inspect.metadata_log_entries()["file"].to_pylist()}
+        referenced |= {snapshot.manifest_list for snapshot in table.snapshots()}
+        referenced |= set(table.inspect.all_manifests()["path"].to_pylist())
+        referenced |= set(table.inspect.all_files()["file_path"].to_pylist())
+        referenced = {storage.s3_key(uri) for uri in referenced}
+        keys = [k for k in storage.objects_under(table.location()) if k not in referenced]
+        bucket = table.location().split("/")[2]
+        if keys:
+            clients.s3().delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys]})
+
+
+def test_erasure_accepts_solution():
+    checks.customer_erased(erase)
+
+
+def test_erasure_rejects_a_delete_only():
+    with pytest.raises(WrongAnswer, match="time travel to snapshot"):
+        checks.customer_erased(lambda table, customer_id: erase(table, customer_id, expire=False, orphans=False))
+
+
+def test_erasure_rejects_leaving_orphan_files():
+    with pytest.raises(WrongAnswer, match="data files in the object store still hold"):
+        checks.customer_erased(lambda table, customer_id: erase(table, customer_id, orphans=False))
+
+
+def test_erasure_rejects_deleting_every_data_file():
+    def scorched_earth(table, customer_id):
+        erase(table, customer_id)
+        table.delete("true")
+
+    with pytest.raises(WrongAnswer, match="rows of other customers"):
+        checks.customer_erased(scorched_earth)
+
+
+def test_erasure_placeholder_is_not_solved():
+    with pytest.raises(NotSolvedYet):
+        checks.customer_erased(todo)
