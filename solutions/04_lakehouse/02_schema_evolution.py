@@ -26,7 +26,6 @@ from deltalake import write_deltalake
 from pyiceberg.types import LongType
 
 from delab import check, clients, lakehouse, stack
-from delab.checks.m04.l02_schema_evolution import loyalty_batch
 from delab.lakehouse import data, storage
 
 stack.require("postgres", "s3")
@@ -80,7 +79,7 @@ check.m04.iceberg_schema_change(evolve_customers)
 
 # %%
 evolve_customers(customers)
-newcomers = loyalty_batch(data.customers_v1(scale=0.3), 500, 20)  # customers 501-520, with loyalty points
+newcomers = data.loyalty_batch(data.customers_v1(scale=0.3), 500, 20)  # customers 501-520, with loyalty points
 newcomers = newcomers.rename_columns(["tier" if c == "segment" else c for c in newcomers.column_names])
 v2 = customers.schema().as_arrow()
 customers.append(newcomers.select(v2.names).cast(v2))
@@ -163,7 +162,7 @@ by_name = pads.dataset(
 delta_uri = storage.delta_uri(ns, "customers")
 write_deltalake(delta_uri, customers_v1.slice(0, 300), storage_options=storage.delta_storage_options())
 delta_customers = storage.delta_table(delta_uri)
-batch = loyalty_batch(customers_v1, 300, 30)
+batch = data.loyalty_batch(customers_v1, 300, 30)
 try:
     write_deltalake(delta_customers, batch, mode="append")
     refused = "accepted"
@@ -293,4 +292,5 @@ pd.DataFrame(steps)
 # **Going further:** Spark with Iceberg runs the same changes as SQL (`ALTER TABLE … RENAME COLUMN`), and Delta's
 # column mapping (`delta.columnMapping.mode = 'name'`) enables renames and drops in Spark/Databricks. Unity
 # Catalog, Polaris and Glue keep the schema history with the table, and a schema registry (module 05) enforces
-# compatibility rules on event streams the same way.
+# compatibility rules on event streams the same way. With the `external` profile of `delab.config` the same code
+# runs against a real bucket and catalog.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from delab import datasets
 
@@ -68,3 +69,10 @@ def customer_orders(seed: int = 7, scale: float = 0.25) -> pa.Table:
     customers = shop_table("customers", seed, scale).to_pandas()[["customer_id", "name", "email"]]
     joined = orders.merge(customers, on="customer_id", how="left").sort_values("order_id", ignore_index=True)
     return _plain(pa.Table.from_pandas(joined, preserve_index=False))
+
+
+def loyalty_batch(customers: pa.Table, start: int, count: int) -> pa.Table:
+    """``count`` rows of ``customers_v1()`` from ``start``, with a new column ``loyalty_points`` (10 per order):
+    what a writer that already knows the next schema version produces."""
+    batch = customers.slice(start, count)
+    return batch.append_column("loyalty_points", pc.multiply(batch["order_count"].cast(pa.int64()), 10))

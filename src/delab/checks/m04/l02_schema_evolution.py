@@ -6,7 +6,6 @@ rows."""
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from delab.checks.m04.l01_formats import scratch_iceberg
 from delab.grading import WrongAnswer, exercise, learner_code
@@ -87,13 +86,6 @@ def _run_append(fn, table, batch):
     return fn(table, batch)
 
 
-def loyalty_batch(customers: pa.Table, start: int, count: int) -> pa.Table:
-    """``count`` customers from ``start`` with a new column ``loyalty_points`` (what a new writer produces)."""
-    batch = customers.slice(start, count)
-    points = pc.multiply(batch["order_count"].cast(pa.int64()), 10)
-    return batch.append_column("loyalty_points", points)
-
-
 @exercise("m04.l02.e2")
 def delta_add_column(append_batch) -> None:
     """A batch with a new column lands in one commit; old rows read the new column as null."""
@@ -106,7 +98,7 @@ def delta_add_column(append_batch) -> None:
     write_deltalake(uri, old, storage_options=storage.delta_storage_options())
     table = storage.delta_table(uri)
     version = table.version()
-    batch = loyalty_batch(customers, 200, 40)
+    batch = data.loyalty_batch(customers, 200, 40)
     try:
         _run_append(append_batch, table, batch)
     except WrongAnswer as wrong:
