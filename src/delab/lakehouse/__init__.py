@@ -42,15 +42,15 @@ def catalog(name: str = CATALOG_NAME, **overrides: str) -> Any:
 
 def fresh_namespace(cat: Any, namespace: str) -> str:
     """Create ``namespace`` in the catalog after dropping it and every table in it, and deleting every object
-    under its folder of the warehouse (pyiceberg's purge leaves some metadata files), so a lab can run twice in a
-    row. Returns the namespace."""
+    under its folder of the warehouse (rather than pyiceberg's purge, which leaves metadata files behind and warns
+    about data files a lab already removed), so a lab can run twice in a row. Returns the namespace."""
     from pyiceberg.exceptions import NoSuchNamespaceError
 
     from delab import clients
 
     try:
         for identifier in cat.list_tables(namespace):
-            cat.purge_table(identifier)
+            cat.drop_table(identifier)
         cat.drop_namespace(namespace)
     except NoSuchNamespaceError:
         pass
