@@ -201,10 +201,11 @@ def _decode(raw: bytes | None) -> Any:
         return raw.decode("utf-8", "replace")
 
 
-def read_topic(topic: str, group: str | None = None, timeout: float = 10.0) -> list[Message]:
+def read_topic(topic: str, group: str | None = None, timeout: float = 10.0, decode: bool = True) -> list[Message]:
     """Every record of a topic up to its current end (all partitions, each in offset order); [] if it is missing.
 
     With ``group``, reads from that consumer group's committed offsets instead of the beginning, and commits.
+    ``decode=False`` keeps keys and values as raw bytes.
     """
     from kafka import KafkaConsumer, TopicPartition
 
@@ -232,8 +233,8 @@ def read_topic(topic: str, group: str | None = None, timeout: float = 10.0) -> l
                         tp.topic,
                         tp.partition,
                         r.offset,
-                        _decode(r.key),
-                        _decode(r.value),
+                        _decode(r.key) if decode else r.key,
+                        _decode(r.value) if decode else r.value,
                         {k: v for k, v in (r.headers or [])},
                     )
                     for r in records

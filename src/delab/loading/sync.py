@@ -57,12 +57,18 @@ def stock_from_ledger(conn, table: str) -> dict[int, int]:
 
 
 def deliver(
-    topic: str, group: str, handle: Callable[[Message], None], crash_after: int | None = None, timeout: float = 10.0
+    topic: str,
+    group: str,
+    handle: Callable[[Message], None],
+    crash_after: int | None = None,
+    timeout: float = 10.0,
+    decode: bool = True,
 ) -> int:
     """Hand every record after ``group``'s committed offset to ``handle``, then commit — at-least-once delivery.
 
     With ``crash_after=n`` it stops after n records *without committing*, as a consumer killed between processing
     and committing would: the next ``deliver`` of the same group hands those records over again.
+    ``decode=False`` hands over key and value as raw bytes (for records that may not be JSON at all).
     Returns how many records were handled.
     """
     import time
@@ -88,7 +94,9 @@ def deliver(
                         continue
                     if crash_after is not None and handled >= crash_after:
                         return handled  # "crash": nothing committed
-                    handle(Message(tp.topic, tp.partition, r.offset, _decode(r.key), _decode(r.value)))
+                    key, value = (_decode(r.key), _decode(r.value)) if decode else (r.key, r.value)
+                    headers = {k: v for k, v in (r.headers or [])}
+                    handle(Message(tp.topic, tp.partition, r.offset, key, value, headers))
                     handled += 1
         consumer.commit()
         return handled

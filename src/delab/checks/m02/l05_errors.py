@@ -1,0 +1,370 @@
+"""Checks of lab 02.05 (error handling). The retry policy meets a real lock held by another session; validation
+is judged against the defects the shop generator injected (not against a second copy of the rules); routing is
+run over the real raw topic into a fresh dead-letter topic; alerts go to a real local webhook; the delivery audit
+is compared with the real CDC topic after the crash and with crafted duplicates and losses."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable
+
+from delab import clients
+from delab.grading import WrongAnswer, exercise, learner_code
+
+SCHEMA = "m02_l05"
+ORDERS = f"{SCHEMA}.orders_clean"
+
+
+# ----------------------------------------------------------------------------------------------- retries
+
+
+def _attempts(fn) -> dict:
+    stats = getattr(fn, "statistics", None)
+    if not isinstance(stats, dict):
+        raise WrongAnswer(
+            "your function has no retry statistics: it is not wrapped by tenacity.",
+            hint="decorate it with @tenacity.retry(...).",
+        )
+    return stats
+
+
+@exercise("m02.l05.e1")
+def errors_retry(set_status_with_retry: Callable) -> None:
+    """Transient lock failures are retried with backoff and a time limit; a permanent error fails at once."""
+    import psycopg
+    import tenacity
+
+    from delab.loading import errors
+
+    fn = set_status_with_retry
+    with clients.postgres() as conn:
+        conn.execute(
+            f"INSERT INTO {ORDERS} (order_id, customer_id, order_ts, channel, total) "
+            "VALUES (2, 95, '2026-03-01 11:36', 'app', 40.91) ON CONFLICT (order_id) DO UPDATE SET status = 'new'"
+        )
+        # 1. a lock held for 0.8 s: the write must get through
+        with errors.row_locked(ORDERS, "order_id = 2", seconds=0.8):
+            try:
+                fn(conn, 2, "paid")
+            except psycopg.errors.LockNotAvailable:
+                raise WrongAnswer(
+                    "a lock held for 0.8 s made your function fail.",
+                    hint="retry on psycopg.errors.LockNotAvailable (retry_if_exception_type).",
+                ) from None
+            except tenacity.RetryError:
+                raise WrongAnswer("your function gave up while the lock was held for only 0.8 s.") from None
+            except NotImplementedError:
+                raise
+            except Exception as error:
+                raise WrongAnswer(f"your function failed with {type(error).__name__}: {error}") from None
+        stats = _attempts(fn)
+        if conn.execute(f"SELECT status FROM {ORDERS} WHERE order_id = 2").fetchone()[0] != "paid":
+            raise WrongAnswer("the status was not saved.")
+        if stats.get("attempt_number", 1) < 2:
+            raise WrongAnswer("the write went through at the first attempt although the row was locked.")
+        if not stats.get("idle_for"):
+            raise WrongAnswer(
+                f"{stats['attempt_number']} attempts with no wait between them.",
+                hint="add a wait strategy: wait_exponential (plus wait_random for jitter).",
+            )
+        # 2. a permanent error: fail at once
+        started = time.monotonic()
+        try:
+            fn(conn, 2, "lost in the post")
+        except psycopg.errors.CheckViolation:
+            pass
+        except tenacity.RetryError:
+            raise WrongAnswer(
+                "a CHECK violation was retried until tenacity gave up.",
+                hint="retry only the transient exception type; a constraint violation never goes away.",
+            ) from None
+        else:
+            raise WrongAnswer("a status the CHECK constraint forbids did not raise.")
+        if _attempts(fn).get("attempt_number", 1) > 1 or time.monotonic() - started > 0.5:
+            raise WrongAnswer(
+                f"a CHECK violation was tried {_attempts(fn).get('attempt_number')} times.",
+                hint="retry only the transient exception type; a constraint violation never goes away.",
+            )
+        # 3. a lock that outlives the retry budget: give up in about 2 s, with the real error
+        with errors.row_locked(ORDERS, "order_id = 2", seconds=3.2):
+            started = time.monotonic()
+            try:
+                fn(conn, 2, "shipped")
+            except psycopg.errors.LockNotAvailable:
+                pass
+            except tenacity.RetryError:
+                raise WrongAnswer(
+                    "after giving up, your function raised tenacity's RetryError.",
+                    hint="re-raise the last exception itself (reraise=True): callers handle database errors.",
+                ) from None
+            else:
+                raise WrongAnswer("the write succeeded while the row was locked for 3 seconds?")
+            waited = time.monotonic() - started
+        if waited > 2.8:
+            raise WrongAnswer(
+                f"your function kept retrying for {waited:.1f} s.", hint="stop after 2 seconds (stop_after_delay)."
+            )
+        if waited < 1.5:
+            raise WrongAnswer(f"your function gave up after {waited:.1f} s; the budget is 2 seconds.")
+
+
+# -------------------------------------------------------------------------------------------- validation
+
+
+@exercise("m02.l05.e2")
+def errors_validate(validate: Callable, events) -> None:
+    """Exactly the orders the generator broke are invalid; duplicates and good orders pass."""
+    run = learner_code("validate")(validate)
+    samples = {
+        "an order without customer_id": {
+            "order_id": 1,
+            "order_ts": "2026-03-01T10:00:00",
+            "channel": "web",
+            "lines": [],
+        },
+        "an order from an unknown channel": {
+            "order_id": 1,
+            "customer_id": min(events.known_customers),
+            "order_ts": "2026-03-01T10:00:00",
+            "channel": "fax",
+            "lines": [{"product_id": 101, "quantity": 1, "unit_price": 5.0}],
+        },
+        "an order with no lines": {
+            "order_id": 1,
+            "customer_id": min(events.known_customers),
+            "order_ts": "2026-03-01T10:00:00",
+            "channel": "web",
+            "lines": [],
+        },
+    }
+    for what, order in samples.items():
+        result = run(order)
+        if not isinstance(result, list):
+            raise WrongAnswer(f"for {what} you returned {result!r}, not a list of broken rules.")
+        if not result:
+            raise WrongAnswer(f"{what} passed your rules.")
+    flagged_wrongly, missed = [], {}
+    for _, value in events.records:
+        try:
+            order = json.loads(value)
+        except ValueError:
+            continue
+        if not isinstance(order, dict):
+            continue
+        problems = run(order)
+        defect = events.defects.get(order["order_id"])
+        if defect and not problems:
+            missed.setdefault(defect, []).append(order["order_id"])
+        if not defect and problems:
+            flagged_wrongly.append((order["order_id"], problems))
+    if missed:
+        kind, ids = next(iter(missed.items()))
+        hints = {
+            "unknown_customer": "check customer_id against known_customers.",
+            "future_timestamp": "parse both timestamps (pd.Timestamp) and compare them, not their strings' lengths.",
+            "negative_quantity": "look at every line's quantity, not only the first or the total.",
+        }
+        raise WrongAnswer(f"{len(ids)} orders with a {kind.replace('_', ' ')} passed, e.g. {ids[0]}.", hint=hints[kind])
+    if flagged_wrongly:
+        order_id, problems = flagged_wrongly[0]
+        duplicate = order_id in events.duplicate_orders
+        raise WrongAnswer(
+            f"{len(flagged_wrongly)} valid orders were rejected, e.g. {order_id}: {problems}.",
+            hint="an order seen twice is a duplicate for the load to absorb, not a broken rule."
+            if duplicate
+            else "re-read the rules: this order breaks none of them.",
+        )
+
+
+# --------------------------------------------------------------------------------------- dead letters
+
+
+@exercise("m02.l05.e3")
+def errors_route(route: Callable, raw_topic: str) -> None:
+    """Valid orders land once in the table; every bad or poison record reaches the DLQ unchanged, with its reason."""
+    from delab.loading import cdc, errors
+
+    events = errors.order_events()
+    raw = cdc.read_topic(raw_topic, decode=False)[: len(events.records)]
+    if len(raw) < len(events.records):
+        raise WrongAnswer(f"{raw_topic} holds {len(raw)} records, expected {len(events.records)}: run the cells above.")
+    dlq = f"{SCHEMA}.orders_dlq.check_{uuid.uuid4().hex[:6]}"
+    run = learner_code("route")(route)
+    producer = clients.kafka_producer(acks="all")
+    outcomes = []
+    with clients.postgres() as conn:
+        conn.execute(f"DELETE FROM {ORDERS}")
+        try:
+            for message in raw:
+                outcomes.append(run(message, conn, producer, dlq))
+            for message in raw[: len(raw) // 3]:  # redelivery after a restart
+                run(message, conn, producer, dlq)
+        finally:
+            producer.flush()
+            producer.close()
+        loaded = {r[0]: float(r[1]) for r in conn.execute(f"SELECT order_id, total FROM {ORDERS}").fetchall()}
+    dead_expected = {m.offset for m, (_, value) in zip(raw, events.records, strict=True) if _is_bad(value, events)}
+    letters = cdc.read_topic(dlq, decode=False)
+    by_source: dict[int, list] = {}
+    for letter in letters:
+        source = letter.headers.get("error.source", b"").decode()
+        try:
+            offset = int(source.rsplit("/", 1)[-1])
+        except ValueError:
+            raise WrongAnswer(
+                f"a dead letter has error.source = {source!r}.", hint='use "<topic>/<partition>/<offset>".'
+            ) from None
+        by_source.setdefault(offset, []).append(letter)
+        if not letter.headers.get("error.reason"):
+            raise WrongAnswer("a dead letter has no error.reason header.", hint="headers=[('error.reason', b'...')]")
+    raw_by_offset = {m.offset: m for m in raw}
+    missing = sorted(dead_expected - set(by_source))
+    if missing:
+        poison = [o for o in missing if raw_by_offset[o].key == b"poison"]
+        raise WrongAnswer(
+            f"{len(missing)} bad records never reached the dead-letter topic"
+            + (f", {len(poison)} of them poison (not JSON)." if poison else "."),
+            hint="a record that cannot be parsed must be dead-lettered too, not dropped or crash the loop.",
+        )
+    wrongly = sorted(set(by_source) - dead_expected)
+    if wrongly:
+        duplicates = [o for o in wrongly if int(raw_by_offset[o].key or 0) in events.duplicate_orders]
+        raise WrongAnswer(
+            f"{len(wrongly)} valid records were dead-lettered",
+            hint="a duplicate order is absorbed by an idempotent load (ON CONFLICT), not an error."
+            if duplicates
+            else "only records that fail to parse or break a rule belong there.",
+        )
+    for offset, copies in by_source.items():
+        if any(c.value != raw_by_offset[offset].value or c.key != raw_by_offset[offset].key for c in copies):
+            raise WrongAnswer(
+                f"the dead letter of offset {offset} does not carry the original key and value.",
+                hint="send message.key and message.value as they came: someone must be able to replay them.",
+            )
+    valid = _valid_totals(events)
+    if set(loaded) != set(valid):
+        raise WrongAnswer(
+            f"orders_clean holds {len(loaded)} orders; {len(valid)} valid distinct orders were sent.",
+            hint="load every valid order once (upsert by order_id).",
+        )
+    off = [k for k in valid if abs(loaded[k] - valid[k]) > 0.011]
+    if off:
+        raise WrongAnswer(f"the total of order {off[0]} is {loaded[off[0]]}, not {valid[off[0]]}.")
+    if set(outcomes) - {"clean", "dead"}:
+        raise WrongAnswer(f"route returned {sorted(set(map(repr, outcomes)) - {repr('clean'), repr('dead')})}.")
+
+
+def _is_bad(value: bytes, events) -> bool:
+    try:
+        order = json.loads(value)
+    except ValueError:
+        return True
+    return not isinstance(order, dict) or order.get("order_id") in events.defects
+
+
+def _valid_totals(events) -> dict[int, float]:
+    out = {}
+    for _, value in events.records:
+        if _is_bad(value, events):
+            continue
+        order = json.loads(value)
+        out[order["order_id"]] = round(sum(li["quantity"] * li["unit_price"] for li in order["lines"]), 2)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ alerts
+
+SCENARIOS = [  # (metrics, should alert, what it shows)
+    ({"processed": 1000, "failed": 10, "lag": 5}, False, "1 % errors and a lag of 5"),
+    ({"processed": 1000, "failed": 80, "lag": 5}, True, "8 % errors"),
+    ({"processed": 1000, "failed": 0, "lag": 500}, True, "a lag of 500 records"),
+    ({"processed": 0, "failed": 0, "lag": 0}, False, "nothing processed yet"),
+    ({"processed": 20, "failed": 2, "lag": 0}, True, "2 failures out of 20 (10 %)"),
+    ({"processed": 5000, "failed": 40, "lag": 100}, False, "40 failures out of 5000 (0.8 %) and a lag of exactly 100"),
+]
+
+
+@exercise("m02.l05.e4")
+def errors_alert(alert_if_unhealthy: Callable) -> None:
+    """One alert, with a reason, exactly when the error rate is over 5 % or the lag over 100."""
+    from delab.orchestration.webhook import Receiver
+
+    run = learner_code("alert_if_unhealthy")(alert_if_unhealthy)
+    with Receiver() as hook:
+        for metrics, should, what in SCENARIOS:
+            hook.clear()
+            result = run(dict(metrics), hook.url)
+            messages = hook.wait_for(1, timeout=1.0 if should else 0.3)
+            if should and not messages:
+                raise WrongAnswer(
+                    f"no alert reached the webhook for {what}.",
+                    hint="the error rate is failed / processed; the lag counts records not yet processed.",
+                )
+            if not should and messages:
+                raise WrongAnswer(
+                    f"you alerted for {what}.",
+                    hint="compare the rate (failed / processed) with 5 %, not the count; 'above' means >.",
+                )
+            if len(messages) > 1:
+                raise WrongAnswer(f"{len(messages)} messages for {what}: send one alert per check.")
+            if result is not should:
+                raise WrongAnswer(f"for {what} you returned {result!r}; return whether an alert was sent.")
+            if should and not (isinstance(messages[0], dict) and messages[0].get("reason")):
+                raise WrongAnswer("the alert has no 'reason'.", hint="POST JSON: {'reason': ..., **metrics}.")
+
+
+# ------------------------------------------------------------------------------------------------ audit
+
+
+def _expected_audit(messages, source_ids) -> dict:
+    seen, duplicates, captured = set(), 0, set()
+    for m in messages:
+        if m.value is None:
+            continue
+        change = (m.value["source"]["lsn"], m.key["payment_id"], m.value["op"])
+        duplicates += change in seen
+        seen.add(change)
+        captured.add(m.key["payment_id"])
+    return {"missing": set(source_ids) - captured, "duplicates": duplicates}
+
+
+@exercise("m02.l05.e5")
+def errors_audit(audit_delivery: Callable, topic: str, source_ids: set) -> None:
+    """Lost rows and repeated change records are counted exactly, after the real crash and on crafted streams."""
+    from delab.loading import cdc
+
+    run = learner_code("audit_delivery")(audit_delivery)
+    messages = cdc.read_topic(topic)
+    with clients.postgres() as conn:
+        current = {r[0] for r in conn.execute(f"SELECT payment_id FROM {SCHEMA}.payments").fetchall()}
+    if not current <= set(source_ids):
+        raise WrongAnswer("source_ids lacks payments that are in the table now.")
+    rng = random.Random(5)
+    changes = [m for m in messages if m.value is not None]
+    lost_key = rng.choice(sorted(current))
+    repeated = rng.sample([m for m in changes if m.key != {"payment_id": lost_key}], 4)
+    crafted = [m for m in messages if m.key != {"payment_id": lost_key}] + repeated
+    cases = [("the real topic", messages), ("a stream with 4 records re-sent and one payment lost", crafted)]
+    for what, stream in cases:
+        want = _expected_audit(stream, source_ids)
+        got = run(stream, set(source_ids))
+        if not isinstance(got, dict) or {"missing", "duplicates"} - set(got):
+            raise WrongAnswer(f"expected a dict with missing and duplicates, got {got!r}.")
+        if {int(k) for k in got["missing"]} != want["missing"]:
+            raise WrongAnswer(
+                f"on {what}, missing should be {sorted(want['missing'])}, you found {sorted(got['missing'])[:10]}.",
+                hint="a source id is missing if no change record (any op) carries its key.",
+            )
+        if got["duplicates"] != want["duplicates"]:
+            per_key = len(changes) - len({m.key["payment_id"] for m in changes})
+            hint = (
+                "a later update of the same row is a new change: include the LSN (and op) in the identity."
+                if got["duplicates"] >= per_key and what == "the real topic"
+                else "the same change is the same (source.lsn, key, op); Kafka offsets differ for a re-sent copy."
+            )
+            raise WrongAnswer(
+                f"on {what}, duplicates should be {want['duplicates']}, you counted {got['duplicates']}.", hint=hint
+            )
