@@ -26,6 +26,13 @@ DEFAULT_PORTS: dict[str, int] = {
     "s3": 17070,
     "flink": 18081,
     "schema_registry": 18085,
+    # the 3-node KRaft cluster of lab 03.02 (delab.streaming.cluster): broker and controller port per node
+    "kafka_node1": 19192,
+    "kafka_node1_controller": 19193,
+    "kafka_node2": 19292,
+    "kafka_node2_controller": 19293,
+    "kafka_node3": 19392,
+    "kafka_node3_controller": 19393,
     "jupyter": 8888,
 }
 

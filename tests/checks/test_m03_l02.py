@@ -1,0 +1,153 @@
+"""Checks of lab 03.02 (replication), against a real 3-node cluster (a private instance: these tests freeze and
+kill brokers): right answers pass, realistic wrong ones are rejected, placeholders are "not solved yet"."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from delab import stack
+from delab.checks.m03 import l02_replication as checks
+from delab.grading import NotSolvedYet, WrongAnswer
+from delab.streaming import cluster
+from delab.streaming import kafka_basics as kb
+from tests.streaming.private_cluster import private_cluster
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def running(tmp_path_factory):
+    stack.require("kafka", quiet=True)  # the stack's own broker (one test writes to it by mistake, on purpose)
+    with private_cluster(tmp_path_factory.mktemp("kafka-cluster"), 29050):
+        yield
+
+
+# ------------------------------------------------------------------------------------------------- e1
+
+
+def creator(partitions=3, rf=3, configs=None, on_cluster=True):
+    def create_orders_topic(name):
+        bootstrap = cluster.bootstrap() if on_cluster else cluster.bootstrap().split(",")[0]
+        kb.create_topic(name, partitions, rf, {"min.insync.replicas": "2"} if configs is None else configs, bootstrap)
+
+    return create_orders_topic
+
+
+def test_durable_topic_accepts_rf3_min_isr2():
+    checks.durable_topic(creator())
+
+
+def test_durable_topic_rejects_a_single_replica():
+    with pytest.raises(WrongAnswer, match="1 replica"):
+        checks.durable_topic(creator(rf=1, configs={}))
+
+
+def test_durable_topic_rejects_the_default_min_insync():
+    with pytest.raises(WrongAnswer, match=r"min\.insync\.replicas is 1"):
+        checks.durable_topic(creator(configs={}))
+
+
+def test_durable_topic_rejects_min_insync_equal_to_rf():
+    with pytest.raises(WrongAnswer, match="equals the replication factor"):
+        checks.durable_topic(creator(configs={"min.insync.replicas": "3"}))
+
+
+def test_durable_topic_rejects_the_stack_broker():
+    def on_single_broker(name):
+        kb.create_topic(name, 3, 1)  # the stack's broker is not part of the cluster
+
+    with pytest.raises(WrongAnswer, match="not on the 3-node cluster"):
+        checks.durable_topic(on_single_broker)
+    kb.drop_topics(checks.PREFIX)
+
+
+def test_durable_topic_placeholder_is_not_solved():
+    def create_orders_topic(name):
+        raise NotImplementedError
+
+    with pytest.raises(NotSolvedYet):
+        checks.durable_topic(create_orders_topic)
+
+
+# ------------------------------------------------------------------------------------------------- e2
+
+
+def test_no_acked_write_lost_accepts_acks_all():
+    checks.no_acked_write_lost({"acks": "all", "enable_idempotence": True})
+
+
+def test_no_acked_write_lost_rejects_acks_1():
+    with pytest.raises(WrongAnswer, match="acknowledged writes were lost"):
+        checks.no_acked_write_lost({"acks": 1})
+
+
+def test_no_acked_write_lost_rejects_giving_up_without_retries():
+    with pytest.raises(WrongAnswer, match="gave up"):
+        checks.no_acked_write_lost({"acks": "all", "retries": 0})
+
+
+def test_no_acked_write_lost_rejects_a_non_dict_and_the_placeholder():
+    with pytest.raises(WrongAnswer, match="expected a dict"):
+        checks.no_acked_write_lost("acks=all")
+    with pytest.raises(NotSolvedYet):
+        checks.no_acked_write_lost(...)
+
+
+# ------------------------------------------------------------------------------------------------- e3
+
+
+@pytest.fixture(scope="module")
+def snapshots():
+    topic = kb.create_topic(f"t.urp.{uuid.uuid4().hex[:6]}", 3, 3, {"min.insync.replicas": "2"}, cluster.bootstrap())
+    cluster.kill(2)
+    try:
+        during = cluster.wait_for(topic, cluster.leaders_avoid(2))
+    finally:
+        cluster.start(2)
+    after = cluster.wait_for(topic, cluster.fully_replicated)
+    return during, after
+
+
+def right(frame):
+    return [int(r.partition) for r in frame.itertuples() if set(r.isr) != set(r.replicas)]
+
+
+def test_under_replicated_accepts_isr_smaller_than_replicas(snapshots):
+    checks.under_replicated_partitions(right, *snapshots)
+
+
+def test_under_replicated_rejects_the_in_sync_ones(snapshots):
+    def in_sync(frame):
+        return [int(r.partition) for r in frame.itertuples() if set(r.isr) == set(r.replicas)]
+
+    with pytest.raises(WrongAnswer, match="fully in sync"):
+        checks.under_replicated_partitions(in_sync, *snapshots)
+
+
+def test_under_replicated_rejects_offline_partitions_only(snapshots):
+    def offline(frame):
+        return [int(r.partition) for r in frame.itertuples() if r.leader is None or r.leader != r.leader]
+
+    with pytest.raises(WrongAnswer, match="can still have a leader"):
+        checks.under_replicated_partitions(offline, *snapshots)
+
+
+def test_under_replicated_rejects_a_count(snapshots):
+    with pytest.raises(WrongAnswer, match="list of partition numbers"):
+        checks.under_replicated_partitions(lambda frame: len(right(frame)), *snapshots)
+
+
+def test_under_replicated_rejects_a_snapshot_without_outage(snapshots):
+    _, after = snapshots
+    with pytest.raises(WrongAnswer, match="not taken while the broker was down"):
+        checks.under_replicated_partitions(right, after, after)
+
+
+def test_under_replicated_placeholder_is_not_solved(snapshots):
+    def under_replicated(frame):
+        raise NotImplementedError
+
+    with pytest.raises(NotSolvedYet):
+        checks.under_replicated_partitions(under_replicated, *snapshots)
