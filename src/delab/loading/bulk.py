@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pandas as pd
+import psycopg
 from psycopg import sql
 
 _PG_TYPES = {"i": "bigint", "u": "bigint", "f": "double precision", "b": "boolean", "M": "timestamp"}
@@ -67,17 +68,29 @@ def insert_executemany(conn, table: str, columns: Sequence[str], rows: Sequence[
         cur.executemany(_insert_sql(table, columns), rows)
 
 
+def _numbered_values_sql(table: str, columns: Sequence[str], n_rows: int) -> sql.Composed:
+    width = len(columns)
+    groups = ", ".join("(" + ", ".join(f"${row * width + k + 1}" for k in range(width)) + ")" for row in range(n_rows))
+    return sql.SQL("INSERT INTO {} ({}) VALUES {}").format(
+        _qualified(table), sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(groups)
+    )
+
+
 def insert_multirow_values(
     conn, table: str, columns: Sequence[str], rows: Sequence[tuple], batch_size: int = 1000
 ) -> None:
-    """``INSERT … VALUES (…), (…), …`` with ``batch_size`` rows per statement, in one transaction."""
-    with conn.transaction():
-        # rendered to text once: psycopg caches the parsing of a query string, not of a Composed object
-        full = _insert_sql(table, columns, batch_size).as_string(conn)
+    """``INSERT … VALUES (…), (…), …`` with ``batch_size`` rows per statement, in one transaction.
+
+    Uses a ``RawCursor`` (Postgres' own ``$1, $2 …`` placeholders): psycopg caches its ``%s`` → ``$n`` rewrite
+    only for statements with at most 50 parameters, and re-parsing a 5,000-parameter statement in Python for
+    every batch would cost more than the server's work.
+    """
+    full = _numbered_values_sql(table, columns, batch_size)
+    with conn.transaction(), psycopg.RawCursor(conn) as cur:
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
-            query = full if len(batch) == batch_size else _insert_sql(table, columns, len(batch)).as_string(conn)
-            conn.execute(query, [value for row in batch for value in row])
+            query = full if len(batch) == batch_size else _numbered_values_sql(table, columns, len(batch))
+            cur.execute(query, [value for row in batch for value in row])
 
 
 def copy_rows(conn, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
