@@ -17,8 +17,10 @@ from delab.grading import LabFeedback
 _RUNNER = r"""
 import json, sys
 from delab.stack import flink
-statements, wait = json.loads(sys.stdin.read())
+statements, wait, settings = json.loads(sys.stdin.read())
 t_env = flink.table_environment(streaming=True)
+for key, value in settings.items():
+    t_env.get_config().set(key, value)
 for statement in statements[:-1]:
     t_env.execute_sql(statement)
 result = t_env.execute_sql(statements[-1])
@@ -59,8 +61,14 @@ def _first_cause(stderr: str) -> str:
     return (lines[-1] if lines else "no output")[:400]
 
 
-def run(statements: list[str], wait: bool = True, timeout: float = 240) -> FlinkJob:
-    """Run ``statements`` (DDL first, the job's INSERT last) on the cluster; return the job id."""
+def run(
+    statements: list[str], wait: bool = True, timeout: float = 240, settings: dict[str, str] | None = None
+) -> FlinkJob:
+    """Run ``statements`` (DDL first, the job's INSERT last) on the cluster; return the job id.
+
+    ``settings`` are the table config options a SQL client would ``SET`` (executeSql refuses SET), e.g.
+    ``{"pipeline.name": "m04_l05_writer", "execution.checkpointing.interval": "1s"}``.
+    """
     from delab.stack import layout
 
     if not statements or not all(isinstance(s, str) and s.strip() for s in statements):
@@ -69,7 +77,7 @@ def run(statements: list[str], wait: bool = True, timeout: float = 240) -> Flink
     try:
         done = subprocess.run(
             [str(python), "-c", _RUNNER],
-            input=json.dumps([statements, wait]),
+            input=json.dumps([statements, wait, {str(k): str(v) for k, v in (settings or {}).items()}]),
             capture_output=True,
             text=True,
             timeout=timeout,
