@@ -101,7 +101,6 @@ def copy_load_check(copy_load) -> None:
     with _counting_connection() as conn:
         _run_copy(copy_load, conn, table, clicks)
         sent = list(conn.delab_statements)
-        conn.commit() if not conn.autocommit else None
     if "INSERT" in sent:
         raise WrongAnswer(
             f"copy_load sent {sent.count('INSERT')} INSERT statement(s).",
