@@ -5,6 +5,7 @@ is compared with the real CDC topic after the crash and with crafted duplicates 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -345,7 +346,11 @@ def errors_audit(audit_delivery: Callable, topic: str, source_ids: set) -> None:
     rng = random.Random(5)
     changes = [m for m in messages if m.value is not None]
     lost_key = rng.choice(sorted(current))
-    repeated = rng.sample([m for m in changes if m.key != {"payment_id": lost_key}], 4)
+    end = max((m.offset for m in messages), default=-1) + 1
+    repeated = [  # re-sent by a restarted connector: the same change at a new offset
+        dataclasses.replace(m, offset=end + i)
+        for i, m in enumerate(rng.sample([m for m in changes if m.key != {"payment_id": lost_key}], 4))
+    ]
     crafted = [m for m in messages if m.key != {"payment_id": lost_key}] + repeated
     cases = [("the real topic", messages), ("a stream with 4 records re-sent and one payment lost", crafted)]
     for what, stream in cases:
