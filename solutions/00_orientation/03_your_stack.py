@@ -21,11 +21,13 @@ import json
 import uuid
 
 from delab import check, clients, config, datasets, stack
+from delab.loading import cdc
 
 stack.require("kafka", "connect", "postgres", "s3", "flink")
 ns = stack.namespace("m00_l03")  # this lab's prefix for topics, tables and object keys
 shop = datasets.shop(seed=7, scale=0.25)
-run_id = uuid.uuid4().hex[:6]  # fresh topic names on every run: re-running the lab starts clean
+run_id = uuid.uuid4().hex[:6]  # fresh topic and connector names on every run: re-running the lab starts clean
+cdc.cleanup(ns.prefix)  # what an earlier run left: its connector, replication slot and topics
 
 # %% [markdown]
 # `stack.require` returned a table of the services and where they listen — all on 127.0.0.1. `delab stack
@@ -159,7 +161,7 @@ check.m00.flink_counts(count_sql, flink_ddl, clicks_topic, counts_topic)
 
 # %%
 pg.execute(f"ALTER TABLE {ns.schema}.customers REPLICA IDENTITY FULL")
-connector = ns.connector("customers")
+connector = ns.connector(f"customers_{run_id}")  # Connect remembers a name's offsets even after a delete
 clients.connect_put(
     connector,
     {
@@ -226,7 +228,12 @@ def changed_columns(event: dict) -> dict:
 # %%
 check.m00.changed_columns(changed_columns, update_event)
 
+# %% [markdown]
+# Clean up after yourself: a connector left running keeps its replication slot, and a slot makes Postgres keep
+# every write-ahead-log segment the connector has not read yet — a classic way to fill a database's disk.
+
 # %%
+cdc.remove(connector)  # deletes the connector through the REST API, then drops its replication slot
 pg.close()
 
 # %% [markdown]
