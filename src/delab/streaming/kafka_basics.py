@@ -81,6 +81,21 @@ def producer(bootstrap: str | None = None, **kwargs: Any):
     return KafkaProducer(bootstrap_servers=_bootstrap(bootstrap), **kwargs)
 
 
+def produce_json(
+    topic: str, events: Iterable[dict], key: str | None = None, bootstrap: str | None = None, **settings: Any
+) -> int:
+    """Send dicts as JSON values (keyed by ``event[key]`` as text when given) and wait until all are delivered;
+    returns how many were sent."""
+    out = producer(bootstrap, **settings)
+    sent = 0
+    for event in events:
+        out.send(topic, key=str(event[key]).encode() if key else None, value=json.dumps(event).encode())
+        sent += 1
+    out.flush()
+    out.close()
+    return sent
+
+
 def partitions_of(topic: str, bootstrap: str | None = None) -> list[int]:
     """The partition numbers of a topic."""
     from kafka import KafkaConsumer

@@ -1,0 +1,180 @@
+"""Checks of lab 03.06 (Spark Structured Streaming), with a real local SparkSession against the stack's Kafka
+and Postgres: right answers pass, realistic wrong ones are rejected, placeholders are "not solved yet"."""
+
+from __future__ import annotations
+
+import pytest
+
+from delab import clients, stack
+from delab.checks.m03 import l06_spark as checks
+from delab.grading import NotSolvedYet, WrongAnswer
+from delab.streaming import kafka_basics as kb
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def services():
+    stack.require("kafka", "postgres", quiet=True)
+    yield
+    kb.drop_topics(checks.PREFIX)
+
+
+# ------------------------------------------------------------------------------------------------- e1
+
+
+def test_parsed_orders_accepts_typed_columns():
+    checks.parsed_orders(checks.reference_parse)
+
+
+def test_parsed_orders_rejects_kafka_columns_kept():
+    def keeps_kafka_columns(raw):
+        from pyspark.sql import functions as F
+
+        schema = "order_id BIGINT, customer_id BIGINT, channel STRING, amount DOUBLE, order_ts STRING"
+        parsed = F.from_json(F.col("value").cast("string"), schema).alias("o")
+        return raw.select("offset", parsed).select(
+            "offset",
+            "o.order_id",
+            "o.customer_id",
+            "o.channel",
+            "o.amount",
+            F.to_timestamp("o.order_ts").alias("order_ts"),
+        )
+
+    with pytest.raises(WrongAnswer, match="unexpected: \\['offset'\\]"):
+        checks.parsed_orders(keeps_kafka_columns)
+
+
+def test_parsed_orders_rejects_text_timestamps():
+    def text_timestamps(raw):
+        from pyspark.sql import functions as F
+
+        schema = "order_id BIGINT, customer_id BIGINT, channel STRING, amount DOUBLE, order_ts STRING"
+        return raw.select(F.from_json(F.col("value").cast("string"), schema).alias("o")).select("o.*")
+
+    with pytest.raises(WrongAnswer, match="order_ts is string; expected timestamp"):
+        checks.parsed_orders(text_timestamps)
+
+
+def test_parsed_orders_rejects_parsing_the_binary_value():
+    def no_cast(raw):
+        from pyspark.sql import functions as F
+
+        schema = "order_id BIGINT, customer_id BIGINT, channel STRING, amount DOUBLE, order_ts TIMESTAMP"
+        return raw.select(F.from_json(F.col("value"), schema).alias("o")).select("o.*")
+
+    with pytest.raises(WrongAnswer, match="failed with"):
+        checks.parsed_orders(no_cast)
+
+
+def test_parsed_orders_rejects_collecting_to_pandas():
+    def via_pandas(raw):
+        spark = raw.sparkSession
+        return spark.createDataFrame(checks.reference_parse(raw).toPandas())
+
+    with pytest.raises(WrongAnswer, match="streaming"):
+        checks.parsed_orders(via_pandas)
+
+
+def test_parsed_orders_placeholder_is_not_solved():
+    def parse_orders(raw):
+        raise NotImplementedError
+
+    with pytest.raises(NotSolvedYet):
+        checks.parsed_orders(parse_orders)
+
+
+# ------------------------------------------------------------------------------------------------- e2
+
+
+def backfill(trigger: dict, fmt: str = "parquet", checkpoint: bool = True):
+    def start_backfill(stream, path, checkpoint_dir):
+        writer = stream.writeStream.format(fmt).option("path", path).trigger(**trigger)
+        if fmt == "memory":
+            writer = stream.writeStream.format("memory").queryName("m03_l06_test_backfill").trigger(**trigger)
+        if checkpoint:
+            writer = writer.option("checkpointLocation", checkpoint_dir)
+        return writer.start()
+
+    return start_backfill
+
+
+def test_backfill_accepts_available_now():
+    checks.backfill_query(backfill({"availableNow": True}))
+
+
+def test_backfill_rejects_trigger_once():
+    with pytest.raises(WrongAnswer, match="one micro-batch"):
+        checks.backfill_query(backfill({"once": True}))
+
+
+def test_backfill_rejects_a_query_that_never_stops():
+    with pytest.raises(WrongAnswer, match="still running"):
+        checks.backfill_query(backfill({"processingTime": "1 second"}))
+
+
+def test_backfill_rejects_a_missing_checkpoint():
+    with pytest.raises(WrongAnswer, match="checkpointLocation"):
+        checks.backfill_query(backfill({"availableNow": True}, checkpoint=False))
+
+
+def test_backfill_rejects_not_returning_the_query():
+    def no_return(stream, path, checkpoint):
+        backfill({"availableNow": True})(stream, path, checkpoint).awaitTermination()
+
+    with pytest.raises(WrongAnswer, match="returned NoneType"):
+        checks.backfill_query(no_return)
+
+
+def test_backfill_placeholder_is_not_solved():
+    def start_backfill(stream, path, checkpoint):
+        raise NotImplementedError
+
+    with pytest.raises(NotSolvedYet):
+        checks.backfill_query(start_backfill)
+
+
+# ------------------------------------------------------------------------------------------------- e3
+
+
+def sink(sql: str, truncate: bool = False):
+    def write_batch(batch_df, batch_id):
+        rows = [(r.order_id, r.channel, r.amount, batch_id) for r in batch_df.collect()]
+        with clients.postgres(autocommit=False) as conn:
+            if truncate:
+                conn.execute(f"TRUNCATE {checks.SINK_TABLE}")
+            conn.cursor().executemany(sql, rows)
+            conn.commit()
+
+    return write_batch
+
+
+INSERT = f"INSERT INTO {checks.SINK_TABLE} (order_id, channel, amount, batch_id) VALUES (%s, %s, %s, %s)"
+UPSERT = INSERT + " ON CONFLICT (order_id) DO UPDATE SET amount = EXCLUDED.amount, batch_id = EXCLUDED.batch_id"
+
+
+def test_idempotent_sink_accepts_an_upsert():
+    checks.idempotent_sink(sink(UPSERT))
+
+
+def test_idempotent_sink_accepts_insert_ignoring_conflicts():
+    checks.idempotent_sink(sink(INSERT + " ON CONFLICT (order_id) DO NOTHING"))
+
+
+def test_idempotent_sink_rejects_a_plain_insert():
+    with pytest.raises(WrongAnswer, match="replayed batch"):
+        checks.idempotent_sink(sink(INSERT))
+
+
+def test_idempotent_sink_rejects_overwriting_the_table():
+    with pytest.raises(WrongAnswer, match="missing after the crash"):
+        checks.idempotent_sink(sink(UPSERT, truncate=True))
+
+
+def test_idempotent_sink_placeholder_is_not_solved():
+    def write_batch(batch_df, batch_id):
+        raise NotImplementedError
+
+    with pytest.raises(NotSolvedYet):
+        checks.idempotent_sink(write_batch)
