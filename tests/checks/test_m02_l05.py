@@ -50,47 +50,46 @@ def policy(**overrides):
         "reraise": True,
         **overrides,
     }
-    return tenacity.retry(**settings)(lambda conn, order_id, status: set_status(conn, order_id, status))
+    return tenacity.retry(**settings)
 
 
 @pytest.mark.stack
 def test_retry_right(lab_schema):
-    checks.errors_retry(policy())
+    checks.errors_retry(policy(), set_status)
 
 
 @pytest.mark.stack
 def test_retry_wrong(lab_schema):
     with pytest.raises(WrongAnswer, match=r"a lock held for 0\.8 s made your function fail"):
-        checks.errors_retry(policy(retry=tenacity.retry_if_exception_type(psycopg.errors.DeadlockDetected)))
+        checks.errors_retry(policy(retry=tenacity.retry_if_exception_type(psycopg.errors.DeadlockDetected)), set_status)
     with pytest.raises(WrongAnswer, match="no wait between them"):
-        checks.errors_retry(policy(wait=tenacity.wait_none()))
+        checks.errors_retry(policy(wait=tenacity.wait_none()), set_status)
     with pytest.raises(WrongAnswer, match="CHECK violation was"):
-        checks.errors_retry(policy(retry=tenacity.retry_if_exception_type(psycopg.Error)))
+        checks.errors_retry(policy(retry=tenacity.retry_if_exception_type(psycopg.Error)), set_status)
     with pytest.raises(WrongAnswer, match="raised tenacity's RetryError"):
-        checks.errors_retry(policy(reraise=False))
+        checks.errors_retry(policy(reraise=False), set_status)
     with pytest.raises(WrongAnswer, match="not wrapped by tenacity"):
-        checks.errors_retry(hand_rolled_retry)
+        checks.errors_retry(hand_rolled_policy, set_status)
 
 
-def hand_rolled_retry(conn, order_id, status):
-    for attempt in range(20):
-        try:
-            return set_status(conn, order_id, status)
-        except psycopg.errors.LockNotAvailable:
-            if attempt == 19:
-                raise
-            time.sleep(0.1 * 2**attempt)
+def hand_rolled_policy(fn):
+    def retried(conn, order_id, status):
+        for attempt in range(20):
+            try:
+                return fn(conn, order_id, status)
+            except psycopg.errors.LockNotAvailable:
+                if attempt == 19:
+                    raise
+                time.sleep(0.1 * 2**attempt)
+
+    return retried
 
 
-def test_retry_placeholder():
-    def stub(conn, order_id, status):
-        raise NotImplementedError
-
-    placeholder = tenacity.retry(  # the lab keeps the decorator and stubs the body
-        retry=tenacity.retry_if_exception_type(psycopg.errors.LockNotAvailable), stop=tenacity.stop_after_delay(2)
-    )(stub)
+def test_retry_placeholder_and_not_a_decorator():
     with pytest.raises(NotSolvedYet):
-        checks.errors_retry(placeholder)
+        checks.errors_retry(..., set_status)
+    with pytest.raises(WrongAnswer, match="not a decorator"):
+        checks.errors_retry(3, set_status)
 
 
 # ---------------------------------------------------------------------------------------------- validation

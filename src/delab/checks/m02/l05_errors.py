@@ -33,14 +33,24 @@ def _attempts(fn) -> dict:
 
 
 @exercise("m02.l05.e1")
-def errors_retry(set_status_with_retry: Callable) -> None:
+def errors_retry(retry_policy: Callable, set_status: Callable) -> None:
     """Transient lock failures are retried with backoff and a time limit; a permanent error fails at once."""
     import psycopg
     import tenacity
 
     from delab.loading import errors
 
-    fn = set_status_with_retry
+    if isinstance(retry_policy, tenacity.BaseRetrying):
+        fn = retry_policy.wraps(set_status)
+    elif callable(retry_policy):
+        fn = learner_code("applying retry_policy to set_status")(retry_policy)(set_status)
+    else:
+        raise WrongAnswer(
+            f"retry_policy is a {type(retry_policy).__name__}, not a decorator.",
+            hint="tenacity.retry(...) with keyword arguments returns a decorator.",
+        )
+    if not callable(fn):
+        raise WrongAnswer("retry_policy(set_status) did not return a function.")
     with clients.postgres() as conn:
         conn.execute(
             f"INSERT INTO {ORDERS} (order_id, customer_id, order_ts, channel, total) "
