@@ -112,7 +112,8 @@ def _extension_directory() -> str:
 
 def duckdb_iceberg(reads: ObjectStoreReads | None = None, database: str = ":memory:") -> Any:
     """A DuckDB connection with the Iceberg extension loaded (offline, from the PyPI extension wheels) and the
-    stack's object store readable as ``s3://`` (through ``reads``, a counting filesystem)."""
+    stack's object store readable as ``s3://`` (through ``reads``, a counting filesystem). It runs on one thread
+    (see below); with the httpfs extension instead of fsspec, DuckDB could use all cores."""
     import duckdb
     import duckdb_extensions
 
@@ -124,4 +125,7 @@ def duckdb_iceberg(reads: ObjectStoreReads | None = None, database: str = ":memo
         duckdb_extensions.import_extension(name, con=con)
         con.execute(f"LOAD {name}")
     con.register_filesystem(reads if reads is not None else ObjectStoreReads())
+    # One thread: with a Python (fsspec) filesystem, DuckDB's worker threads call back into Python while the
+    # query's thread may hold the GIL — an intermittent deadlock here (~1 run in 30; duckdb/duckdb#16501).
+    con.execute("SET threads = 1")
     return con

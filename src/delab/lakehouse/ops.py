@@ -120,6 +120,12 @@ def table_objects(table: Any) -> list[str]:
     return [f"s3://{bucket}/{key}" for key in clients.s3_keys(table_prefix(table))]
 
 
+def metadata_json(metadata_location: str) -> dict:
+    """A table's metadata file, read straight from the object store (no Iceberg library involved)."""
+    bucket, key = metadata_location.removeprefix("s3://").split("/", 1)
+    return json.loads(clients.s3().get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
 def timed(run: Any, repeat: int = 3) -> float:
     """Best wall time of ``run()`` over ``repeat`` runs, in milliseconds."""
     best = float("inf")
