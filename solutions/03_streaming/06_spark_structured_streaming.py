@@ -18,6 +18,7 @@
 # loads it from there (`spark.jars`) — nothing is downloaded now. About 35 minutes.
 
 # %%
+import json
 import shutil
 import time
 
@@ -274,7 +275,7 @@ kb.produce_json(live_topic, big[:1], key="order_id")  # the first one shows the 
 lab_spark.wait_until(lambda: sum(kb.end_offsets(big_orders_topic).values()) >= 1, timeout=60)
 producer = kb.producer()
 for event in big[1:]:  # then one every 50 ms, as they would come
-    producer.send(live_topic, key=str(event["order_id"]).encode(), value=kb.json.dumps(event).encode())
+    producer.send(live_topic, key=str(event["order_id"]).encode(), value=json.dumps(event).encode())
     producer.flush()
     time.sleep(0.05)
 producer.close()
