@@ -183,7 +183,7 @@ pd.Series([describe_change(m)[0] for m in cdc.read_topic(topic)]).value_counts()
 
 # %%
 wal_slot = f"{ns.prefix}_wal_{run_id}"
-pg.execute("SELECT pg_create_logical_replication_slot(%s, 'test_decoding', temporary => true)", [wal_slot])
+cdc.create_wal_slot(pg, wal_slot, "test_decoding")  # pg_create_logical_replication_slot(name, plugin, temporary)
 with pg.transaction():  # one transaction: one BEGIN ... COMMIT in the log
     pg.execute(f"INSERT INTO {ns.schema}.customers VALUES (9002, 'Edsger O''Neil', NULL, 'NL', 'consumer')")
     pg.execute(f"UPDATE {ns.schema}.customers SET email = 'edsger@example.org' WHERE customer_id = 9002")

@@ -189,6 +189,45 @@ def cleanup(prefix: str) -> dict[str, list[str]]:
     return gone
 
 
+def blocking_transactions(conn=None) -> list[tuple]:
+    """Other sessions with a transaction open for more than 5 s: creating a logical slot waits for them."""
+    own = conn is None
+    conn = conn or clients.postgres()
+    try:
+        return conn.execute(
+            """SELECT pid, usename, state, round(extract(epoch FROM now() - xact_start))::int AS seconds,
+                      left(query, 80)
+               FROM pg_stat_activity
+               WHERE xact_start < now() - interval '5 seconds' AND pid <> pg_backend_pid()
+                 AND backend_type = 'client backend' AND datname = current_database()
+               ORDER BY xact_start"""
+        ).fetchall()
+    finally:
+        if own:
+            conn.close()
+
+
+def create_wal_slot(conn, name: str, plugin: str = "test_decoding", timeout_s: int = 30) -> None:
+    """Create a *temporary* logical slot on ``conn`` (dropped when that session ends).
+
+    Slot creation waits until every transaction running at that moment has finished; if another session keeps
+    one open, this fails after ``timeout_s`` with a line naming it, instead of hanging.
+    """
+    import psycopg
+
+    conn.execute(f"SET statement_timeout = '{int(timeout_s)}s'")
+    try:
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, %s, temporary => true)", [name, plugin])
+    except psycopg.errors.QueryCanceled:
+        raise RuntimeError(
+            f"creating the slot {name} waited {timeout_s} s for other sessions' open transactions to end: "
+            f"{blocking_transactions()}. Commit or roll them back (pg_terminate_backend(pid) ends an idle one) "
+            "and run the cell again."
+        ) from None
+    finally:
+        conn.execute("RESET statement_timeout")
+
+
 # ---------------------------------------------------------------------------------------------- reading topics
 
 
@@ -257,9 +296,14 @@ def wait_for(
         if done(messages):
             return messages
         if time.monotonic() > deadline:
+            blockers = blocking_transactions()
             raise TimeoutError(
                 f"{what} did not arrive on {topic} within {timeout:.0f} s ({len(messages)} records there): "
-                "is the connector running? (delab stack logs connect)"
+                + (
+                    f"a new connector's slot waits for these open transactions to end: {blockers}"
+                    if blockers
+                    else "is the connector running? (delab stack logs connect)"
+                )
             )
         time.sleep(0.3)
 

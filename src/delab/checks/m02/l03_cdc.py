@@ -185,6 +185,8 @@ WAL_ROWS = [
 
 def _wal_probe_lines(timeout: float = 20.0) -> tuple[list[str], list[dict]]:
     """Make known changes through a fresh temporary test_decoding slot; return its lines and what they mean."""
+    from delab.loading import cdc
+
     table = f"{SCHEMA}.wal_probe"
     slot = f"{SCHEMA}_probe_{uuid.uuid4().hex[:6]}"
     cols = ["id", "name", "email", "amount", "seen_at"]
@@ -193,7 +195,7 @@ def _wal_probe_lines(timeout: float = 20.0) -> tuple[list[str], list[dict]]:
         conn.execute(
             f"CREATE TABLE {table} (id int PRIMARY KEY, name text, email text, amount numeric, seen_at timestamp)"
         )
-        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'test_decoding', temporary => true)", [slot])
+        cdc.create_wal_slot(conn, slot, "test_decoding")
         expected = []
         for row in WAL_ROWS:
             conn.execute(f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s)", row)
