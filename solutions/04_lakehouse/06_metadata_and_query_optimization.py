@@ -20,6 +20,7 @@ import time
 
 import pandas as pd
 import pyarrow as pa
+from IPython.display import display
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.transforms import DayTransform
 
@@ -119,9 +120,12 @@ clicks_table.inspect.manifests().to_pandas()[
 
 # %% [markdown]
 # The `inspect` tables are these files as Arrow tables: `snapshots`, `history`, `manifests`, `files`, `entries`,
-# `partitions`, `refs`, `metadata_log_entries`. For instance, per partition:
+# `partitions`, `refs`, `metadata_log_entries`. Per data file, and per partition:
 
 # %%
+files = clicks_table.inspect.files().to_pandas()
+files["file"] = files.file_path.str.rsplit("/", n=1).str[-1]
+display(files[["file", "partition", "record_count", "file_size_in_bytes"]].head(3))
 clicks_table.inspect.partitions().to_pandas()[["partition", "record_count", "file_count"]]
 
 # %% [markdown]
@@ -163,6 +167,15 @@ def ancestry(table) -> list:
 
 # %%
 check.m04.snapshot_ancestry(ancestry)
+
+# %% [markdown]
+# The check's table is still there: three appends, a rollback to the second, one more append. `history` lists
+# every snapshot that was ever current, in order; its `is_current_ancestor` column marks the lineage.
+
+# %%
+probe = cat.load_table(f"{ns}.check_lineage")
+print("lineage:", ancestry(probe))
+probe.inspect.history().to_pandas()
 
 # %% [markdown]
 # ## Auditing who wrote what
