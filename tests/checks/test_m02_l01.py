@@ -39,6 +39,21 @@ def copy_nan_as_text(conn, table, frame):
             copy.write_row(row)
 
 
+def copy_pandas_na(conn, table, frame):
+    # the frame's rows as they are: pandas' NA for a missing id, which psycopg cannot send
+    statement = f"COPY {table} ({', '.join(frame.columns)}) FROM STDIN"
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        for row in frame.itertuples(index=False, name=None):
+            copy.write_row(row)
+
+
+def copy_csv_text(conn, table, frame):
+    # a different right answer: the frame as CSV text through copy.write (an empty field is NULL in CSV)
+    statement = f"COPY {table} ({', '.join(frame.columns)}) FROM STDIN (FORMAT csv)"
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.write(frame.to_csv(index=False, header=False))
+
+
 def copy_without_nulls(conn, table, frame):
     # drops the rows with a missing value instead of loading them as NULL
     copy_good(conn, table, frame.dropna())
@@ -48,14 +63,20 @@ def test_copy_accepts_copy():
     checks.copy_load_check(copy_good)
 
 
+def test_copy_accepts_csv_text():
+    checks.copy_load_check(copy_csv_text)
+
+
 def test_copy_rejects_inserts():
     with pytest.raises(WrongAnswer, match="INSERT statement"):
         checks.copy_load_check(copy_with_executemany)
 
 
 def test_copy_rejects_nan_and_lost_rows():
-    with pytest.raises(WrongAnswer, match="copy_load failed"):
-        checks.copy_load_check(copy_nan_as_text)
+    for wrong in (copy_nan_as_text, copy_pandas_na):
+        with pytest.raises(WrongAnswer, match="copy_load failed") as failed:
+            checks.copy_load_check(wrong)
+        assert "None (NULL)" in failed.value.hint
     with pytest.raises(WrongAnswer, match="missing"):
         checks.copy_load_check(copy_without_nulls)
 

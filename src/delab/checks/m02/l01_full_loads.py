@@ -85,6 +85,10 @@ def _differences(got: pd.DataFrame, want: pd.DataFrame, key: list[str]) -> str |
 # ------------------------------------------------------------------------------------------------------ COPY
 
 
+# what psycopg says when a row still holds a pandas missing value (NA, NaT) or NaN goes to an integer column
+_PANDAS_MISSING = ("natype", "nattype", '"nan"')
+
+
 @learner_code("copy_load")
 def _run_copy(fn, conn, table, frame):
     return fn(conn, table, frame)
@@ -99,7 +103,16 @@ def copy_load_check(copy_load) -> None:
         setup.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
         bulk.create_table(setup, table, clicks, primary_key=["event_id"])
     with _counting_connection() as conn:
-        _run_copy(copy_load, conn, table, clicks)
+        try:
+            _run_copy(copy_load, conn, table, clicks)
+        except WrongAnswer as failed:
+            if not any(missing in failed.message.lower() for missing in _PANDAS_MISSING):
+                raise
+            raise WrongAnswer(
+                failed.message,
+                hint="pandas marks missing values with NA/NaN/NaT, which Postgres cannot take: turn them into None "
+                "(NULL) before write_row.",
+            ) from None
         sent = list(conn.delab_statements)
     if "INSERT" in sent:
         raise WrongAnswer(
