@@ -1,0 +1,278 @@
+"""Checks of lab 03.07 (backpressure and exactly-once): a producer benchmark that really measures, Flink
+backpressure read from the REST metrics, a Kafka transaction that leaves nothing visible when it fails, and an
+exactly-once Flink job that survived a TaskManager crash with nothing lost or duplicated. Every check re-reads
+the broker or the cluster itself."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from delab import config
+from delab.grading import WrongAnswer, exercise, learner_code
+
+JOB_PREFIX = "m03_l07"
+KEYS = ("messages/s", "p50 ms", "p99 ms")
+
+
+def _topic(name: str) -> str:
+    from delab.stack import namespace
+    from delab.streaming import flink_jobs
+
+    ns = namespace("m03_l07_check")
+    topic = ns.topic(f"{name}.{uuid.uuid4().hex[:6]}")
+    admin = flink_jobs._admin()  # keep the client alive until the topic exists
+    admin.create_topics([_new_topic(topic)])[topic].result()
+    return topic
+
+
+def _new_topic(name: str) -> Any:
+    from confluent_kafka.admin import NewTopic
+
+    return NewTopic(name, num_partitions=1, replication_factor=1)
+
+
+def _count(topic: str, isolation: str = "read_committed") -> int:
+    from delab.streaming import flink_jobs
+
+    return len(flink_jobs.read_json(topic, isolation=isolation))
+
+
+# ------------------------------------------------------------------------------------------ e1 producer bench
+
+
+@learner_code("measure_producer")
+def _measure(fn, topic: str, n: int, settings: dict, rate: float | None) -> Any:
+    return fn(topic, n, settings, rate)
+
+
+@exercise("m03.l07.e1")
+def producer_measurement(measure_producer) -> None:
+    """measure_producer sends n messages, waits for every acknowledgement and reports throughput and latency."""
+    if not callable(measure_producer):
+        raise WrongAnswer("expected a function measure_producer(topic, n, settings, rate=None).")
+    for n, settings, rate in ((5000, {"linger.ms": 5}, None), (600, {"linger.ms": 50}, 2000)):
+        topic = _topic("bench")
+        started = time.monotonic()
+        result = _measure(measure_producer, topic, n, dict(settings), rate)
+        wall = time.monotonic() - started
+        if not isinstance(result, dict) or not all(key in result for key in KEYS):
+            raise WrongAnswer(f"return a dict with the keys {list(KEYS)}.", hint="one number per key.")
+        arrived = _count(topic)
+        if arrived != n:
+            raise WrongAnswer(
+                f"{arrived} of {n} messages reached the topic when measure_producer returned.",
+                hint="produce() only queues a message: wait for every delivery report before you stop the clock.",
+            )
+        throughput, p50, p99 = (float(result[key]) for key in KEYS)
+        if throughput < 0.8 * n / wall:
+            raise WrongAnswer(
+                f"you report {throughput:.0f} messages/s but the call sent {n} in {wall:.2f} s "
+                f"(at least {n / wall:.0f}/s).",
+                hint="messages per second = n / the seconds between the first produce() and the last delivery.",
+            )
+        if not 0 <= p50 <= p99 <= wall * 1000 * 1.05:
+            raise WrongAnswer(
+                f"p50 = {p50}, p99 = {p99} ms do not fit a run of {wall * 1000:.0f} ms.",
+                hint="per message: delivery time - send time, in milliseconds; p50 <= p99.",
+            )
+        if rate and wall < 0.8 * n / rate:
+            raise WrongAnswer(
+                f"{n} messages at {rate}/s should take {n / rate:.1f} s; yours took {wall:.2f} s.",
+                hint="with a rate, message i is due i / rate seconds after the start: sleep until then.",
+            )
+        if rate and p50 < 10:
+            raise WrongAnswer(
+                f"paced at {rate}/s with linger.ms = 50, your median latency is {p50} ms — but a message waits for "
+                "its batch to fill or linger to expire.",
+                hint="are you measuring in seconds? Or timing produce() instead of the delivery report?",
+            )
+
+
+# ------------------------------------------------------------------------------------------- e2 backpressure
+
+
+@learner_code("backpressure_by_vertex")
+def _backpressure(fn, job_id: str) -> Any:
+    return fn(job_id)
+
+
+@exercise("m03.l07.e2")
+def backpressure_reading(backpressure_by_vertex, job_id: str) -> None:
+    """The backpressured time of each vertex, read from Flink's REST metrics while the slow operator throttles."""
+    from delab.streaming import exactly_once, flink_jobs
+
+    if not callable(backpressure_by_vertex):
+        raise WrongAnswer("expected a function backpressure_by_vertex(job_id).")
+    if flink_jobs.job_state(job_id) != "RUNNING":
+        raise WrongAnswer("the throttled job is not running.", hint="run the cell that starts it again.")
+    got = _backpressure(backpressure_by_vertex, job_id)
+    vertices = flink_jobs.vertices(job_id)
+    names = {v["name"] for v in vertices}
+    if not isinstance(got, dict):
+        raise WrongAnswer("return a dict {vertex name: backpressured ms per second}.")
+    if set(got) == {v["id"] for v in vertices}:
+        raise WrongAnswer("your keys are vertex ids.", hint="key the dict by each vertex's name.")
+    if set(got) != names:
+        raise WrongAnswer(f"expected one entry per vertex: {sorted(names)}; you gave {sorted(map(str, got))}.")
+    want = {v["name"]: exactly_once.vertex_metric(job_id, v["id"], "backPressuredTimeMsPerSecond") for v in vertices}
+    busy = {v["name"]: exactly_once.vertex_metric(job_id, v["id"], "busyTimeMsPerSecond") for v in vertices}
+
+    def near(value: Any, reference: float) -> bool:  # NaN (a metric the vertex does not report) only matches NaN
+        value = float(value)
+        return value != value if reference != reference else abs(value - reference) <= 250
+
+    off = [name for name in names if not near(got[name], want[name])]
+    if off:
+        if all(near(got[name], busy[name]) for name in names):
+            raise WrongAnswer(
+                "those are the busy times, not the backpressured times.",
+                hint="a vertex is backpressured when it waits for its downstream; busy when it works.",
+            )
+        raise WrongAnswer(
+            f"{off[0]}: you report {float(got[off[0]]):.0f} ms/s, Flink reports {want[off[0]]:.0f} ms/s.",
+            hint="read backPressuredTimeMsPerSecond of each vertex (max over its subtasks) in milliseconds per second.",
+        )
+
+
+# ------------------------------------------------------------------------------------------- e3 transactions
+
+
+def _transactional_producer() -> Any:
+    from confluent_kafka import Producer
+
+    producer = Producer(
+        {
+            "bootstrap.servers": config.kafka().bootstrap_servers,
+            "transactional.id": f"m03_l07_check_{uuid.uuid4().hex[:8]}",
+        }
+    )
+    producer.init_transactions(10)
+    return producer
+
+
+class _Unserialisable:
+    def __repr__(self) -> str:
+        return "<a value json cannot encode>"
+
+
+@exercise("m03.l07.e3")
+def transaction_all_or_nothing(publish_in_transaction) -> None:
+    """A batch is published in one Kafka transaction: all of it is visible to read_committed readers, or none."""
+    if not callable(publish_in_transaction):
+        raise WrongAnswer("expected a function publish_in_transaction(producer, topic, rows).")
+    topic = _topic("txn")
+    good = [{"seq": i, "amount": i * 1.5} for i in range(20)]
+    producer = _transactional_producer()
+    try:
+        publish_in_transaction(producer, topic, good)
+    except NotImplementedError:
+        raise
+    except Exception as error:
+        raise WrongAnswer(f"publish_in_transaction failed on a good batch: {type(error).__name__}: {error}") from None
+    if _count(topic) != len(good):
+        raise WrongAnswer(
+            f"after a good batch of {len(good)}, read_committed readers see {_count(topic)} messages.",
+            hint="commit the transaction at the end of the batch.",
+        )
+    bad = [{"seq": 100 + i, "amount": 1.0} for i in range(10)]
+    bad[6] = {"seq": 106, "amount": _Unserialisable()}
+    raised = False
+    try:
+        publish_in_transaction(producer, topic, bad)
+    except NotImplementedError:
+        raise
+    except Exception:
+        raised = True
+    committed = _count(topic)
+    if committed > len(good):
+        raise WrongAnswer(
+            f"a batch that failed at its 7th row left {committed - len(good)} of its rows visible to read_committed "
+            "readers.",
+            hint="on an error, abort the transaction — never commit in a finally block.",
+        )
+    if not raised:
+        raise WrongAnswer("the failed batch was swallowed silently.", hint="abort, then re-raise so the caller knows.")
+    try:
+        publish_in_transaction(producer, topic, good)
+    except Exception as error:
+        raise WrongAnswer(
+            f"after an aborted batch the producer cannot start again: {type(error).__name__}: {error}",
+            hint="abort_transaction() leaves the producer ready for the next begin_transaction().",
+        ) from None
+    if _count(topic) != 2 * len(good):
+        raise WrongAnswer("the batch after an aborted one did not become visible.", hint="commit it.")
+
+
+# --------------------------------------------------------------------------------------------- e4 crash proof
+
+
+def sink_option_problem(sink_options: dict) -> str:
+    """Why these Kafka sink options cannot give exactly-once output ('' when they can)."""
+    if not isinstance(sink_options, dict):
+        return "expected a dict of Kafka sink options."
+    guarantee = str(sink_options.get("sink.delivery-guarantee", "at-least-once")).lower()
+    if guarantee != "exactly-once":
+        return f"the sink's delivery guarantee is {guarantee!r}: replayed records after a restart are written twice."
+    prefix = str(sink_options.get("sink.transactional-id-prefix", ""))
+    if not prefix:
+        return "an exactly-once sink needs 'sink.transactional-id-prefix' (unique per job) to fence old producers."
+    timeout = int(sink_options.get("properties.transaction.timeout.ms", 3_600_000))
+    if timeout > 900_000:
+        return (
+            f"transaction.timeout.ms = {timeout} is above the broker's transaction.max.timeout.ms (15 minutes): "
+            "the producer is refused."
+        )
+    return ""
+
+
+def checkpoint_problem(settings: dict) -> str:
+    """Why these job settings cannot give exactly-once recovery ('' when they can)."""
+    if not isinstance(settings, dict):
+        return "expected a dict of job settings."
+    interval = str(settings.get("execution.checkpointing.interval", "")).strip()
+    if not interval or interval.startswith("0"):
+        return "checkpointing is off: the exactly-once sink only commits on checkpoints, so nothing is ever visible."
+    where = str(settings.get("execution.checkpointing.dir", ""))
+    if not where.startswith(("s3://", "file:/")):
+        return "checkpoints need a durable place: an s3:// or file:/ URI in execution.checkpointing.dir."
+    if str(settings.get("restart-strategy.type", "")).lower() in ("none", "disable", "off"):
+        return "with the restart strategy off, the job fails for good when its TaskManager dies."
+    return ""
+
+
+@exercise("m03.l07.e4")
+def exactly_once_after_crash(sink_options, checkpoint_settings, job_id: str, sent: int, topics: dict) -> None:
+    """The ledger job lost its TaskManager mid-run, restarted from a checkpoint, and its committed output holds
+    every payment exactly once."""
+    from delab.streaming import exactly_once, flink_jobs
+
+    for problem in (sink_option_problem(sink_options), checkpoint_problem(checkpoint_settings)):
+        if problem:
+            raise WrongAnswer(problem)
+    try:
+        job = flink_jobs.rest(f"/jobs/{job_id}")
+    except Exception:
+        raise WrongAnswer(f"no job {job_id} on the cluster.", hint="run the cells that start and crash it.") from None
+    if not job["name"].startswith(JOB_PREFIX):
+        raise WrongAnswer(f"job {job['name']!r} is not this lab's ledger job.")
+    counts = exactly_once.checkpoint_counts(job_id)
+    if counts["restored"] == 0:
+        raise WrongAnswer(
+            "the job was never restored from a checkpoint: it did not crash, or it started from scratch.",
+            hint="run the crash cell: kill the TaskManager inside stack.disrupt('flink').",
+        )
+    if not isinstance(sent, int) or sent <= 0:
+        raise WrongAnswer("`sent` should be how many payments the feeder sent (feeder.stop()).")
+    audit = exactly_once.audit(sent, flink_jobs.read_json(topics["ledger"], isolation="read_committed"))
+    if audit["lost"]:
+        raise WrongAnswer(
+            f"{audit['lost']} of {sent} payments are missing from the committed ledger.",
+            hint="wait until the job caught up (and a checkpoint committed) before you read.",
+        )
+    if audit["duplicates"] or audit["unexpected"]:
+        raise WrongAnswer(
+            f"the committed ledger holds {audit['duplicates']} duplicates.",
+            hint="read with isolation.level=read_committed, and let only checkpoints commit the sink.",
+        )

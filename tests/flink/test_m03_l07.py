@@ -1,0 +1,237 @@
+"""Checks of lab 03.07 (backpressure and exactly-once) against the real broker and Flink cluster — including a
+real TaskManager crash under an exactly-once job."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from confluent_kafka import Producer
+
+from delab import config, stack
+from delab.checks.m03 import l07_exactly_once as checks
+from delab.grading import NotSolvedYet, WrongAnswer
+from delab.streaming import exactly_once, flink_jobs
+
+pytestmark = pytest.mark.stack
+BOOTSTRAP = config.kafka().bootstrap_servers
+
+
+def make_measure(flush: bool = True, unit: float = 1000, pace: bool = True):
+    def measure_producer(topic, n, settings, rate=None):
+        producer = Producer({"bootstrap.servers": BOOTSTRAP, **settings})
+        latencies = []
+        started = time.perf_counter()
+        for i in range(n):
+            if rate and pace:
+                time.sleep(max(0.0, started + i / rate - time.perf_counter()))
+            sent_at = time.perf_counter()
+            producer.produce(
+                topic,
+                json.dumps({"seq": i}),
+                on_delivery=lambda e, m, t=sent_at: latencies.append((time.perf_counter() - t) * unit),
+            )
+            producer.poll(0)
+        if flush:
+            producer.flush(30)
+        elapsed = time.perf_counter() - started
+        if not latencies:
+            latencies = [0.0]
+        return {"messages/s": n / elapsed, **exactly_once.latency_summary(latencies)}
+
+    return measure_producer
+
+
+def test_producer_right_answer():
+    checks.producer_measurement(make_measure())
+
+
+def test_producer_rejects_stopping_before_delivery():
+    with pytest.raises(WrongAnswer, match="reached the topic"):
+        checks.producer_measurement(make_measure(flush=False))
+
+
+def test_producer_rejects_latency_in_seconds():
+    with pytest.raises(WrongAnswer, match=r"linger\.ms = 50"):
+        checks.producer_measurement(make_measure(unit=1))
+
+
+def test_producer_rejects_ignoring_the_rate():
+    with pytest.raises(WrongAnswer, match="sleep until then"):
+        checks.producer_measurement(make_measure(pace=False))
+
+
+def test_producer_placeholder():
+    with pytest.raises(NotSolvedYet):
+        checks.producer_measurement(...)
+
+
+@pytest.fixture(scope="module")
+def throttled_job():
+    t_env = flink_jobs.table_environment("m03_l07 tests throttled")
+    job_id = exactly_once.start_throttled_job(t_env, "m03_l07 tests throttled")
+    exactly_once.wait_for_metrics(job_id)
+    yield job_id
+    flink_jobs.cancel_jobs("m03_l07 tests throttled")
+
+
+def reading(metric: str, key: str = "name"):
+    def backpressure_by_vertex(job_id):
+        return {v[key]: exactly_once.vertex_metric(job_id, v["id"], metric) for v in flink_jobs.vertices(job_id)}
+
+    return backpressure_by_vertex
+
+
+def test_backpressure_right_answer(throttled_job):
+    checks.backpressure_reading(reading("backPressuredTimeMsPerSecond"), throttled_job)
+
+
+def test_backpressure_rejects_busy_time(throttled_job):
+    with pytest.raises(WrongAnswer, match="busy times"):
+        checks.backpressure_reading(reading("busyTimeMsPerSecond"), throttled_job)
+
+
+def test_backpressure_rejects_vertex_ids(throttled_job):
+    with pytest.raises(WrongAnswer, match="vertex ids"):
+        checks.backpressure_reading(reading("backPressuredTimeMsPerSecond", key="id"), throttled_job)
+
+
+def test_backpressure_placeholder(throttled_job):
+    def backpressure_by_vertex(job_id):
+        raise NotImplementedError
+
+    with pytest.raises(NotSolvedYet):
+        checks.backpressure_reading(backpressure_by_vertex, throttled_job)
+
+
+def publish(commit_in_finally: bool = False, reraise: bool = True):
+    def publish_in_transaction(producer, topic, rows):
+        producer.begin_transaction()
+        try:
+            for row in rows:
+                producer.produce(topic, json.dumps(row))
+            if not commit_in_finally:
+                producer.commit_transaction(30)
+        except Exception:
+            if commit_in_finally:
+                raise
+            producer.abort_transaction(30)
+            if reraise:
+                raise
+        finally:
+            if commit_in_finally:
+                producer.commit_transaction(30)
+
+    return publish_in_transaction
+
+
+def test_transaction_right_answer():
+    checks.transaction_all_or_nothing(publish())
+
+
+def test_transaction_rejects_commit_in_finally():
+    with pytest.raises(WrongAnswer, match="visible to read_committed"):
+        checks.transaction_all_or_nothing(publish(commit_in_finally=True))
+
+
+def test_transaction_rejects_a_swallowed_error():
+    with pytest.raises(WrongAnswer, match="swallowed"):
+        checks.transaction_all_or_nothing(publish(reraise=False))
+
+
+def test_transaction_rejects_no_transaction():
+    def plain(producer, topic, rows):
+        for row in rows:
+            producer.produce(topic, json.dumps(row))
+        producer.flush()
+
+    with pytest.raises(WrongAnswer, match="failed on a good batch"):
+        checks.transaction_all_or_nothing(plain)
+
+
+SINK = {
+    "sink.delivery-guarantee": "exactly-once",
+    "sink.transactional-id-prefix": "m03-l07-tests-ledger",
+    "properties.transaction.timeout.ms": "60000",
+}
+
+
+def checkpointing(ns):
+    return {
+        "execution.checkpointing.interval": "1 s",
+        "execution.checkpointing.dir": ns.s3_uri("checkpoints"),
+        "restart-strategy.type": "fixed-delay",
+        "restart-strategy.fixed-delay.attempts": "30",
+        "restart-strategy.fixed-delay.delay": "1 s",
+    }
+
+
+@pytest.fixture(scope="module")
+def crashed_ledger():
+    """The lab's scenario for real: an exactly-once job, its TaskManager SIGKILLed mid-run, recovered."""
+    ns = stack.namespace("m03_l07_tests")
+    topics = flink_jobs.fresh_topics(ns, ["payments", "ledger"])
+    t_env = flink_jobs.table_environment("m03_l07 tests ledger")
+    for key, value in checkpointing(ns).items():
+        t_env.get_config().set(key, value)
+    job_id = exactly_once.ledger_job(t_env, topics, SINK, "m03_l07 tests ledger")
+    feeder = exactly_once.Feeder(topics["payments"], rate=200).start()
+    try:
+        exactly_once.wait_for_checkpoint(job_id, after=1)
+        with stack.disrupt("flink"):
+            stack.kill("flink-taskmanager")
+        exactly_once.wait_for_restore(job_id)
+        time.sleep(1)
+    finally:
+        sent = feeder.stop()
+    exactly_once.wait_for_output(topics["ledger"], sent)
+    yield job_id, sent, topics, ns
+    flink_jobs.cancel_jobs("m03_l07 tests ledger")
+
+
+def test_crash_right_answer(crashed_ledger):
+    job_id, sent, topics, ns = crashed_ledger
+    checks.exactly_once_after_crash(SINK, checkpointing(ns), job_id, sent, topics)
+
+
+def test_crash_rejects_an_at_least_once_sink(crashed_ledger):
+    job_id, sent, topics, ns = crashed_ledger
+    options = {**SINK, "sink.delivery-guarantee": "at-least-once"}
+    with pytest.raises(WrongAnswer, match="written twice"):
+        checks.exactly_once_after_crash(options, checkpointing(ns), job_id, sent, topics)
+
+
+def test_crash_rejects_no_checkpoints(crashed_ledger):
+    job_id, sent, topics, ns = crashed_ledger
+    settings = {k: v for k, v in checkpointing(ns).items() if k != "execution.checkpointing.interval"}
+    with pytest.raises(WrongAnswer, match="checkpointing is off"):
+        checks.exactly_once_after_crash(SINK, settings, job_id, sent, topics)
+
+
+def test_crash_rejects_the_default_one_hour_transaction_timeout(crashed_ledger):
+    job_id, sent, topics, ns = crashed_ledger
+    options = {k: v for k, v in SINK.items() if not k.startswith("properties.")}
+    with pytest.raises(WrongAnswer, match=r"transaction\.max\.timeout\.ms"):
+        checks.exactly_once_after_crash(options, checkpointing(ns), job_id, sent, topics)
+
+
+def test_crash_detects_missing_payments(crashed_ledger):
+    job_id, sent, topics, ns = crashed_ledger
+    with pytest.raises(WrongAnswer, match="missing from the committed ledger"):
+        checks.exactly_once_after_crash(SINK, checkpointing(ns), job_id, sent + 5, topics)
+
+
+def test_crash_detects_duplicates(crashed_ledger):
+    job_id, sent, topics, ns = crashed_ledger
+    duplicated = flink_jobs.fresh_topics(stack.namespace("m03_l07_tests_dups"), ["ledger"])
+    rows = flink_jobs.read_json(topics["ledger"])
+    flink_jobs.produce_json(duplicated["ledger"], rows + rows[:3])
+    with pytest.raises(WrongAnswer, match="3 duplicates"):
+        checks.exactly_once_after_crash(SINK, checkpointing(ns), job_id, sent, duplicated)
+
+
+def test_crash_placeholder(crashed_ledger):
+    job_id, sent, topics, _ = crashed_ledger
+    with pytest.raises(NotSolvedYet):
+        checks.exactly_once_after_crash(..., ..., job_id, sent, topics)
