@@ -34,7 +34,7 @@ from delab.streaming import spark as lab_spark
 stack.require("kafka", "postgres")
 ns = stack.namespace("m03_l06")
 kb.drop_topics(f"{ns.prefix}.")  # an earlier run's topics: start clean
-work = config.lab_dir("m03_l06")  # checkpoints and Parquet output of this lab
+work = config.lab_dir("m03_l06") / "notebook"  # checkpoints and Parquet output of this lab
 shutil.rmtree(work, ignore_errors=True)  # an earlier run's checkpoints point at offsets of deleted topics
 spark = lab_spark.session("m03_l06")  # local[2], 127.0.0.1 only, no web UI, 2 shuffle partitions
 orders_topic = kb.create_topic(ns.topic("orders"), partitions=3)

@@ -30,14 +30,15 @@ def test_session_is_local_loopback_without_ui_and_has_the_kafka_connector(spark)
 
 
 def test_a_crashed_query_replays_its_uncommitted_batch_and_an_upsert_absorbs_it(spark):
-    l06_spark.prepare_sink()
+    table = "m03_l06.restart_test_sink"  # not the exercise's table: test_m03_l06 may run at the same time
+    l06_spark.prepare_sink(table)
     events = lab_spark.order_events(start=2000, limit=250)
 
     def upsert(batch_df, batch_id):
         rows = [(r.order_id, r.channel, r.amount, batch_id) for r in batch_df.collect()]
         with clients.postgres(autocommit=False) as conn:
             conn.cursor().executemany(
-                f"INSERT INTO {l06_spark.SINK_TABLE} VALUES (%s, %s, %s, %s) ON CONFLICT (order_id) DO NOTHING", rows
+                f"INSERT INTO {table} VALUES (%s, %s, %s, %s) ON CONFLICT (order_id) DO NOTHING", rows
             )
             conn.commit()
 
@@ -46,5 +47,5 @@ def test_a_crashed_query_replays_its_uncommitted_batch_and_an_upsert_absorbs_it(
     # batch 1 was written, the query died before Spark committed it, and the restart ran it again
     assert outcome["calls"][:3] == [0, 1, 1] and outcome["calls"] == sorted(outcome["calls"])
     with clients.postgres() as pg:
-        stored = pg.execute(f"SELECT count(*), count(DISTINCT order_id) FROM {l06_spark.SINK_TABLE}").fetchone()
+        stored = pg.execute(f"SELECT count(*), count(DISTINCT order_id) FROM {table}").fetchone()
     assert stored == (250, 250)

@@ -5,6 +5,7 @@ the result back (Parquet files, Postgres rows)."""
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 
@@ -37,8 +38,13 @@ def _fresh_topic(label: str, events: list[dict]) -> str:
 
 
 def _folder(label: str):
-    folder = config.lab_dir("m03_l06") / "checks" / f"{label}-{uuid.uuid4().hex[:6]}"
-    shutil.rmtree(folder.parent, ignore_errors=True)  # earlier checks' leftovers
+    """A fresh folder for one check run; leftovers of earlier runs (older than 10 minutes) are removed, never a
+    folder another check may be using right now."""
+    parent = config.lab_dir("m03_l06") / "checks"
+    for old in parent.glob(f"{label}-*"):
+        if time.time() - old.stat().st_mtime > 600:
+            shutil.rmtree(old, ignore_errors=True)
+    folder = parent / f"{label}-{uuid.uuid4().hex[:6]}"
     folder.mkdir(parents=True)
     return folder
 
@@ -167,13 +173,13 @@ def backfill_query(start_backfill: Callable) -> None:
 # ------------------------------------------------------------------------------------- e3: idempotent sink
 
 
-def prepare_sink() -> None:
-    """(Re)create the exercise's sink table, empty."""
+def prepare_sink(table: str = SINK_TABLE) -> None:
+    """(Re)create the exercise's sink table (or another of the same shape), empty."""
     with clients.postgres() as pg:
         pg.execute("CREATE SCHEMA IF NOT EXISTS m03_l06")
-        pg.execute(f"DROP TABLE IF EXISTS {SINK_TABLE}")
+        pg.execute(f"DROP TABLE IF EXISTS {table}")
         pg.execute(
-            f"CREATE TABLE {SINK_TABLE} (order_id bigint PRIMARY KEY, channel text NOT NULL, "
+            f"CREATE TABLE {table} (order_id bigint PRIMARY KEY, channel text NOT NULL, "
             "amount numeric(12,2) NOT NULL, batch_id bigint NOT NULL)"
         )
 
