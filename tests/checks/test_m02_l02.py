@@ -74,6 +74,11 @@ def test_upsert_rejects_unconditional_update():
         checks.newer_wins_upsert(UPSERT_GOOD.replace("WHERE t.updated_at < EXCLUDED.updated_at", ""))
 
 
+def test_upsert_rejects_rewriting_an_equal_version():
+    with pytest.raises(WrongAnswer, match=r"the same batch a second time rewrote 300 rows"):
+        checks.newer_wins_upsert(UPSERT_GOOD.replace("t.updated_at < EXCLUDED", "t.updated_at <= EXCLUDED"))
+
+
 def test_upsert_rejects_do_nothing_plain_insert_and_bad_shape():
     with pytest.raises(WrongAnswer, match="still hold an older version"):
         checks.newer_wins_upsert("INSERT INTO {target} SELECT * FROM {staging} ON CONFLICT DO NOTHING")
@@ -196,6 +201,19 @@ def run_closed_range(conn, schema):
             incremental.set_watermark(conn, schema, latest)
 
 
+def run_open_lower_bound(conn, schema):
+    # the right bound, but `updated_at > watermark`: the late row, stamped exactly at the held bound, is skipped
+    with conn.transaction():
+        watermark = incremental.get_watermark(conn, schema)
+        (bound,) = conn.execute(BOUND_SQL).fetchone()
+        rows = conn.execute(
+            RANGE_SQL.format(schema=schema).replace("updated_at >= %(wm)s", "updated_at > %(wm)s"),
+            {"wm": watermark, "bound": bound},
+        ).fetchall()
+        incremental.upsert_rows(conn, schema, rows)
+        incremental.set_watermark(conn, schema, bound)
+
+
 def test_run_accepts_bounded_half_open_runs():
     checks.late_commit_safe_run(run_good)
 
@@ -203,6 +221,20 @@ def test_run_accepts_bounded_half_open_runs():
 def test_run_rejects_naive_max_watermark():
     with pytest.raises(WrongAnswer, match=r"order 1 .* never reached the target"):
         checks.late_commit_safe_run(lambda conn, schema: incremental.naive_run(conn, schema))
+
+
+def test_run_rejects_open_lower_bound():
+    # Another session's open write transaction (a notebook running next to the tests) rightly holds the bound
+    # further back, and then this answer does not lose order 1 on that attempt: the check must reject it on at
+    # least one of three attempts, and say why.
+    verdicts = []
+    for _ in range(3):
+        try:
+            checks.late_commit_safe_run(run_open_lower_bound)
+        except WrongAnswer as wrong:
+            verdicts.append(wrong.message)
+            break
+    assert verdicts and "stamped exactly at that watermark" in verdicts[0]
 
 
 def test_run_rejects_stateless_reload_and_rewrites():

@@ -140,8 +140,10 @@ def newer_wins_upsert(upsert_sql) -> None:
             (second, "a batch with 100 newer versions and 50 new orders", expect(first, second)),
             (first, "a replay of the first (older) batch", expect(first, second)),
         ]
+        rewrites: list[tuple[str, int]] = []
         for batch, what, want in steps:
             _stage(conn, staging, batch)
+            before = _versions(conn, target)
             _upsert(conn, upsert_sql, target, staging)
             got = _target(conn, target)
             got["updated_at"] = got.updated_at.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -163,6 +165,28 @@ def newer_wins_upsert(upsert_sql) -> None:
                     f"after applying {what}, {int(differs.sum())} rows still hold an older version.",
                     hint="on a conflict, update the existing row with the staged values (EXCLUDED.…).",
                 )
+            after = _versions(conn, target)
+            same_again = sum(
+                1
+                for key, (xmin, stamp) in before.items()
+                if key in after and after[key][1] == stamp and after[key][0] != xmin  # same version, written again
+            )
+            rewrites.append((what, same_again))
+    # the content is right at every step; still, re-applying a version the target already holds must write nothing
+    for what, same_again in rewrites:
+        if same_again:
+            raise WrongAnswer(
+                f"applying {what} rewrote {same_again} rows with the version they already had.",
+                hint="update only when the staged row is strictly newer: an equal updated_at is the same "
+                "version, and rewriting it costs a new row version (and WAL) for nothing.",
+            )
+
+
+def _versions(conn, table) -> dict[int, tuple[str, object]]:
+    """Per order: (xmin, updated_at) — xmin changes whenever the row is rewritten, even with equal values."""
+    return {
+        key: (xmin, stamp) for key, xmin, stamp in conn.execute(f"SELECT order_id, xmin::text, updated_at FROM {table}")
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- SCD 2
@@ -327,6 +351,7 @@ def late_commit_safe_run(run_increment) -> None:
                 f"(SELECT min(order_id) FROM {schema}.src_orders WHERE order_id > 2)"
             )
             _run(run_increment, schema)
+            held_at = incremental.get_watermark(conn, schema)  # where the run stopped while order 1 was open
             late.commit()
         finally:
             late.close()
@@ -340,6 +365,14 @@ def late_commit_safe_run(run_increment) -> None:
             time.sleep(1)
         report = incremental.compare(conn, schema)
         if 1 not in in_target:
+            (late_stamp,) = conn.execute(f"SELECT updated_at FROM {schema}.src_orders WHERE order_id = 1").fetchone()
+            if held_at == late_stamp:
+                raise WrongAnswer(
+                    "your run stopped its watermark right at the open transaction's start, but the next run never "
+                    "took order 1, stamped exactly at that watermark.",
+                    hint="the bound of one run is where the next one starts: take [watermark, bound) — rows equal "
+                    "to the watermark are in, rows equal to the bound wait for the next run.",
+                )
             raise WrongAnswer(
                 "order 1 — inserted by a transaction that started before order 2's but committed after a run had "
                 "seen order 2 — never reached the target.",
