@@ -4,14 +4,16 @@ runs the learner's function and inspects the table's snapshots and the files lef
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import re
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from delab.checks.m04.l01_formats import scratch_iceberg
 from delab.grading import WrongAnswer, exercise, learner_code
-from delab.lakehouse import compliance, data
+from delab.lakehouse import compliance, data, ops, storage
 
 NAMESPACE = "m04_l03_check"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -52,7 +54,16 @@ def as_of_read(read_as_of) -> None:
     ]
     for millis, want, where in probes:
         when = EPOCH + dt.timedelta(milliseconds=millis)  # exact, unlike a float of seconds
-        got = _run_as_of(read_as_of, table, when)
+        try:
+            got = _run_as_of(read_as_of, table, when)
+        except WrongAnswer as wrong:
+            if "'NoneType'" in wrong.message:  # snapshot_as_of_timestamp found no snapshot that old
+                raise WrongAnswer(
+                    f"{wrong.message} — no snapshot was found at or before your time.",
+                    hint="snapshot_as_of_timestamp returns None for a time before the first commit: "
+                    "check the unit you pass (milliseconds since the epoch).",
+                ) from None
+            raise
         if not isinstance(got, pa.Table):
             raise WrongAnswer(
                 f"read_as_of returned {type(got).__name__}, not a pyarrow Table.", hint="scan(...).to_arrow()"
@@ -149,8 +160,9 @@ def customer_erased(erase_customer) -> None:
     stored = table.scan().to_arrow()
     others = sorted(stored.filter(pc.not_equal(stored["customer_id"], victim))["order_id"].to_pylist())
     _run_erase(erase_customer, table, victim)
-    after = table.catalog.load_table(table.name())
-    current = after.scan().to_arrow()
+    with _intact("the table"):
+        after = table.catalog.load_table(table.name())
+        current = after.scan().to_arrow()
     if pc.sum(pc.equal(current["customer_id"], victim)).as_py():
         raise WrongAnswer(f"customer {victim} is still in the current table.", hint="delete their rows first.")
     if _ids(current) != others:
@@ -159,7 +171,8 @@ def customer_erased(erase_customer) -> None:
             hint="erase one customer's rows, not the files or the table.",
         )
     for snapshot in after.snapshots():
-        old = after.scan(snapshot_id=snapshot.snapshot_id, selected_fields=("customer_id",)).to_arrow()
+        with _intact(f"time travel to snapshot {snapshot.snapshot_id}"):
+            old = after.scan(snapshot_id=snapshot.snapshot_id, selected_fields=("customer_id",)).to_arrow()
         if pc.sum(pc.equal(old["customer_id"], victim)).as_py():
             raise WrongAnswer(
                 f"time travel to snapshot {snapshot.snapshot_id} still shows customer {victim}.",
@@ -171,3 +184,26 @@ def customer_erased(erase_customer) -> None:
             f"{len(left)} data files in the object store still hold customer {victim}'s rows.",
             hint="expiring snapshots only forgets files; files no metadata references must be deleted too.",
         )
+    referenced = {storage.s3_key(uri) for uri in ops.referenced_files(after)}
+    orphans = [key.rsplit("/", 2) for key in storage.objects_under(after.location()) if key not in referenced]
+    if orphans:
+        raise WrongAnswer(
+            f"{len(orphans)} orphan objects are left under the table's location, e.g. {'/'.join(orphans[0][-2:])}.",
+            hint="manifests and manifest lists of expired snapshots are orphans too, and their column statistics "
+            "(min/max per file) can still hold the customer's name or email.",
+        )
+
+
+@contextlib.contextmanager
+def _intact(what: str):
+    """Turn a file the table's metadata still needs, but that the learner deleted, into one line."""
+    try:
+        yield
+    except FileNotFoundError as error:
+        paths = re.findall(r"'([^']+)'", str(error))
+        missing = "/".join(paths[0].split("/")[-2:]) if paths else str(error).splitlines()[0]
+        raise WrongAnswer(
+            f"{what} can no longer be read: {missing} was deleted, but the metadata still points at it.",
+            hint="an orphan is an object that no remaining metadata references — the current metadata file, "
+            "the manifest lists and manifests of live snapshots, and the data files they list all stay.",
+        ) from None
