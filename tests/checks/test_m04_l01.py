@@ -113,6 +113,29 @@ def test_retry_rejects_an_overwrite_as_retry():
         checks.commit_retry(overwrite_on_conflict)
 
 
+def test_retry_rejects_retrying_for_ever():
+    def unbounded(table, rows, attempts=3):
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                table.append(rows)
+                return tries
+            except CommitFailedException:
+                table.refresh()
+
+    with pytest.raises(WrongAnswer, match="with attempts=1 and a lost race, the function still committed"):
+        checks.commit_retry(unbounded)
+
+
+def test_retry_rejects_not_returning_the_attempts():
+    def no_count(table, rows, attempts=3):
+        retry_solution(table, rows, attempts)
+
+    with pytest.raises(WrongAnswer, match="returned None after one lost race"):
+        checks.commit_retry(no_count)
+
+
 def test_retry_placeholder_is_not_solved():
     with pytest.raises(NotSolvedYet):
         checks.commit_retry(todo)
@@ -140,6 +163,34 @@ def test_merge_accepts_solution():
 def test_merge_rejects_ignoring_deletes():
     with pytest.raises(WrongAnswer, match="marked 'delete' are still in the table"):
         checks.delta_cdc_merge(lambda table, changes: merge_solution(table, changes, delete=False))
+
+
+def test_merge_rejects_inserting_unmatched_deletes():
+    def insert_everything(table, changes):
+        return (
+            table.merge(changes, "s.payment_id = t.payment_id", "s", "t")
+            .when_matched_delete(predicate="s.op = 'delete'")
+            .when_matched_update_all(except_cols=["op"])
+            .when_not_matched_insert_all(except_cols=["op"])
+            .execute()
+        )
+
+    with pytest.raises(WrongAnswer, match="'delete' records of payments the table never had were inserted"):
+        checks.delta_cdc_merge(insert_everything)
+
+
+def test_merge_rejects_the_update_clause_before_the_delete():
+    def update_first(table, changes):
+        return (
+            table.merge(changes, "s.payment_id = t.payment_id", "s", "t")
+            .when_matched_update_all(except_cols=["op"])
+            .when_matched_delete(predicate="s.op = 'delete'")
+            .when_not_matched_insert_all(predicate="s.op = 'upsert'", except_cols=["op"])
+            .execute()
+        )
+
+    with pytest.raises(WrongAnswer, match="marked 'delete' are still in the table"):
+        checks.delta_cdc_merge(update_first)
 
 
 def test_merge_rejects_writing_the_op_column():

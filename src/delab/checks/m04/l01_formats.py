@@ -111,8 +111,8 @@ def iceberg_upsert(upsert_orders) -> None:
 
 
 @learner_code("append_with_retry")
-def _run_retry(fn, table, rows):
-    return fn(table, rows)
+def _run_retry(fn, table, rows, **kwargs):
+    return fn(table, rows, **kwargs)
 
 
 @exercise("m04.l01.e2")
@@ -127,7 +127,7 @@ def commit_retry(append_with_retry) -> None:
     stale = table.catalog.load_table(table.name())
     table.append(theirs)  # the other writer commits first; `stale` still points at the old snapshot
     try:
-        _run_retry(append_with_retry, stale, ours)
+        tries = _run_retry(append_with_retry, stale, ours)
     except WrongAnswer as wrong:
         if "CommitFailedException" in wrong.message:
             raise WrongAnswer(
@@ -156,16 +156,39 @@ def commit_retry(append_with_retry) -> None:
         )
     if len(got) != base.num_rows + theirs.num_rows + ours.num_rows:
         raise WrongAnswer(f"the table has {len(got)} rows, not the base plus both writers' rows.")
+    if tries != 2:
+        raise WrongAnswer(
+            f"append_with_retry returned {tries!r} after one lost race and one commit; expected 2.",
+            hint="return how many times the function tried to append.",
+        )
     # no conflict at all: exactly one commit, no extra work
     before = len(table.catalog.load_table(table.name()).snapshots())
     fresh = table.catalog.load_table(table.name())
     extra = orders.slice(200, 5)
-    _run_retry(append_with_retry, fresh, extra)
+    tries = _run_retry(append_with_retry, fresh, extra)
     after = table.catalog.load_table(table.name())
     if len(after.snapshots()) != before + 1 or after.scan().to_arrow().num_rows != len(got) + extra.num_rows:
         raise WrongAnswer(
             "without any conflict, the function did not append its rows in exactly one commit.",
             hint="the first attempt should simply append.",
+        )
+    if tries != 1:
+        raise WrongAnswer(f"without any conflict, append_with_retry returned {tries!r}; expected 1.")
+    # out of attempts: give up and re-raise, rather than retrying for ever
+    stale = table.catalog.load_table(table.name())
+    table.catalog.load_table(table.name()).append(orders.slice(205, 5))  # the other writer wins again
+    try:
+        tries = _run_retry(append_with_retry, stale, orders.slice(210, 5), attempts=1)
+    except WrongAnswer as wrong:
+        if "CommitFailedException" not in wrong.message:
+            raise WrongAnswer(
+                f"with attempts=1 and a lost race, {wrong.message}",
+                hint="once the attempts are used up, re-raise the CommitFailedException itself.",
+            ) from None
+    else:
+        raise WrongAnswer(
+            f"with attempts=1 and a lost race, the function still committed (it returned {tries!r}).",
+            hint="count the attempts: after `attempts` failed commits, give up and re-raise the last failure.",
         )
 
 
@@ -193,8 +216,10 @@ def delta_cdc_merge(merge_changes) -> None:
     payments = data.shop_table("payments")
     base = payments.slice(0, 200)
     new = payments.slice(200, 10).to_pandas().assign(op="upsert")
+    gone = payments.slice(210, 3).to_pandas().assign(op="delete")  # deletes of rows the table never had
     changes = pa.concat_tables(
-        [data.payment_changes(base), pa.Table.from_pandas(new, preserve_index=False)], promote_options="default"
+        [data.payment_changes(base), pa.Table.from_pandas(pd.concat([new, gone]), preserve_index=False)],
+        promote_options="default",
     )
     table = scratch_delta("payments_merge", base)
     version = table.version()
@@ -209,11 +234,18 @@ def delta_cdc_merge(merge_changes) -> None:
     got = _frame(got_arrow, ["payment_id"])
     base_frame, change_frame = base.to_pandas(), changes.to_pandas()
     upserts = change_frame[change_frame.op == "upsert"].drop(columns="op")
-    deleted = set(change_frame.loc[change_frame.op == "delete", "payment_id"])
-    if deleted & set(got.payment_id) and len(deleted & set(got.payment_id)) == len(deleted):
+    deletes = set(change_frame.loc[change_frame.op == "delete", "payment_id"])
+    deleted, unknown = deletes & set(base_frame.payment_id), deletes - set(base_frame.payment_id)
+    if deleted <= set(got.payment_id):
         raise WrongAnswer(
             f"the {len(deleted)} payments marked 'delete' are still in the table.",
-            hint="a matched change can delete its target row too.",
+            hint="a matched change can delete its target row too; when several clauses match a row, the first "
+            "one whose predicate holds wins.",
+        )
+    if unknown & set(got.payment_id):
+        raise WrongAnswer(
+            f"{len(unknown & set(got.payment_id))} 'delete' records of payments the table never had were inserted.",
+            hint="a change that matches nothing is inserted only when it is an upsert.",
         )
     keep = base_frame[~base_frame.payment_id.isin(change_frame.payment_id)]
     want = pd.concat([keep, upserts]).sort_values("payment_id", ignore_index=True)
