@@ -72,6 +72,16 @@ def test_evolution_rejects_a_required_new_column():
         checks.iceberg_schema_change(lambda table: evolve(table, required=True))
 
 
+def test_evolution_rejects_an_update_that_is_never_committed():
+    def uncommitted(table):
+        update = table.update_schema()  # no `with`, no .commit()
+        update.add_column("loyalty_points", LongType())
+        update.rename_column("segment", "tier")
+
+    with pytest.raises(WrongAnswer, match="nothing was committed"):
+        checks.iceberg_schema_change(uncommitted)
+
+
 def test_evolution_placeholder_is_not_solved():
     with pytest.raises(NotSolvedYet):
         checks.iceberg_schema_change(todo)
@@ -143,6 +153,31 @@ def test_backfill_rejects_a_type_change_in_place():
 def test_backfill_rejects_truncation():
     with pytest.raises(WrongAnswer, match="one cent short"):
         checks.expand_and_backfill_cents(lambda table: backfill(table, rounding=False))
+
+
+def test_backfill_rejects_a_cast_without_rounding_in_one_line():
+    def cast_only(table):
+        with table.update_schema() as update:
+            update.add_column("amount_cents", LongType())
+        rows = table.scan().to_arrow()
+        cents = pc.multiply(rows["amount"], 100).cast(pa.int64())  # Arrow refuses to truncate
+        table.overwrite(rows.set_column(rows.schema.get_field_index("amount_cents"), "amount_cents", cents))
+
+    with pytest.raises(WrongAnswer, match="truncated converting to int64") as verdict:
+        checks.expand_and_backfill_cents(cast_only)
+    assert "refuses to drop the fraction" in verdict.value.hint
+
+
+def test_backfill_rejects_float_cents():
+    def float_cents(table):
+        with table.update_schema() as update:
+            update.add_column("amount_cents", LongType())
+        rows = table.scan().to_arrow()
+        cents = pc.round(pc.multiply(rows["amount"], 100))
+        table.overwrite(rows.set_column(rows.schema.get_field_index("amount_cents"), "amount_cents", cents))
+
+    with pytest.raises(WrongAnswer, match="do not match the table's schema"):
+        checks.expand_and_backfill_cents(float_cents)
 
 
 def test_backfill_rejects_dropping_the_old_column_now():

@@ -38,6 +38,11 @@ def iceberg_schema_change(evolve_customers) -> None:
     table = table.catalog.load_table(table.name())
     new = table.schema()
     names = {f.name: f for f in new.fields}
+    if new.schema_id == old.schema_id:
+        raise WrongAnswer(
+            "the table's schema did not change: nothing was committed.",
+            hint="a schema update commits when its `with` block ends (or when you call .commit() on it).",
+        )
     if "tier" not in names:
         raise WrongAnswer("the table has no column 'tier'.", hint="segment becomes tier.")
     if "segment" in names:
@@ -157,6 +162,16 @@ def expand_and_backfill_cents(expand_and_backfill) -> None:
                 "Iceberg refused to change amount from double to long in place.",
                 hint="only widening is allowed (int→long, float→double, decimal precision up); "
                 "a breaking change goes into a new column.",
+            ) from None
+        if "truncated converting to int" in wrong.message:
+            raise WrongAnswer(
+                wrong.message,
+                hint="amount × 100 is a float such as 1998.9999…; Arrow refuses to drop the fraction silently.",
+            ) from None
+        if "Mismatch in fields" in wrong.message:
+            raise WrongAnswer(
+                f"{wrong.message} the rows you wrote do not match the table's schema (see the comparison above).",
+                hint="after the expand step the table has a long amount_cents: the column you write must be one.",
             ) from None
         raise
     table = table.catalog.load_table(table.name())
