@@ -667,6 +667,10 @@ def acks_under_failover(topic: str, producer_settings: dict, messages: int = 200
         producer.partitions_for(topic)  # metadata while everyone answers
         for node in followers:
             freeze(node)
+        # A follower's fetch is a long poll the leader answers when data arrives (or after
+        # replica.fetch.wait.max.ms = 500 ms): wait until the pending ones have been answered empty, or the first
+        # writes would still reach a frozen follower's socket buffer and survive.
+        time.sleep(0.8)
         try:
             for key in range(messages):
                 _send(producer, topic, key, report, partition=0)
