@@ -52,13 +52,16 @@ pg.execute(f"SELECT count(*) FROM {ns.schema}.customers").fetchone()
 # ### Exercise 1 — register a connector
 # Write `connector_config` for Kafka Connect: Debezium's Postgres connector (`cdc.CONNECTOR_CLASS`) with the
 # connection settings in `cdc.connection_settings()` and plain JSON converters (`cdc.json_converters()`), that
-# - decodes with `pgoutput`;
-# - names its topics after `connector_name` (`topic.prefix`) and captures only `m02_l03.customers`;
-# - uses its own replication slot (named `connector_name`) and its own publication `f"{connector_name}_pub"`,
-#   which Debezium creates for the captured table only (`publication.autocreate.mode`);
-# - starts with a snapshot of the existing rows, then streams.
+# - decodes with `pgoutput` (`plugin.name`);
+# - names its topics after `connector_name` (`topic.prefix`) and captures only `m02_l03.customers`
+#   (`table.include.list`);
+# - uses its own replication slot (`slot.name`, named `connector_name`) and its own publication
+#   `f"{connector_name}_pub"` (`publication.name`), which Debezium creates for the captured table only
+#   (`publication.autocreate.mode`);
+# - starts with a snapshot of the existing rows, then streams (`snapshot.mode`).
 #
-# The check registers it (`PUT /connectors/<name>/config`) and waits for the snapshot.
+# The values to give these properties are in the Debezium PostgreSQL connector's documentation. The check
+# registers the connector (`PUT /connectors/<name>/config`) and waits for the snapshot.
 
 # %%
 connector_name = ns.connector(f"customers_{run_id}")

@@ -46,7 +46,11 @@ def _static_connector_problems(name: str, config: dict) -> None:
             f"topic.prefix is {config.get('topic.prefix')!r}, not the connector's name {name!r}.",
             hint="the prefix names the topics (<prefix>.<schema>.<table>) and must be unique per connector.",
         )
-    tables = _split(config.get("table.include.list", ""))
+    # Debezium reads each entry as a regular expression matched against the whole <schema>.<table> name, so an
+    # escaped dot or anchors are the same answer
+    tables = [
+        t.removeprefix("^").removesuffix("$").replace("\\.", ".") for t in _split(config.get("table.include.list", ""))
+    ]
     if not tables:
         raise WrongAnswer(
             "table.include.list is missing: the connector would capture every table of the database.",
@@ -105,7 +109,6 @@ def cdc_connector(name: str, connector_config: dict) -> None:
             f"{str(error)[:300]}", hint="read the connector's error: `delab stack logs connect`."
         ) from None
     with clients.postgres() as conn:
-        rows = conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
         publication = conn.execute(
             "SELECT array_agg(schemaname || '.' || tablename) FROM pg_publication_tables WHERE pubname = %s",
             [f"{name}_pub"],
@@ -113,18 +116,38 @@ def cdc_connector(name: str, connector_config: dict) -> None:
     if publication != [TABLE]:
         raise WrongAnswer(f"the publication {name}_pub holds {publication}, not just {TABLE}.")
     topic = cdc.change_topic(connector_config, TABLE)
-    try:
-        events = cdc.wait_for_snapshot(topic, rows, timeout=60)
+    try:  # Debezium marks the snapshot's last record with source.snapshot = "last"
+        events = cdc.wait_for(
+            topic,
+            lambda ms: any(m.op == "r" and m.value["source"].get("snapshot") == "last" for m in ms),
+            timeout=60,
+            what=f"the end of the snapshot of {TABLE}",
+        )
     except TimeoutError as error:
         raise WrongAnswer(str(error)) from None
+    # every customer in the table now was either read by the snapshot or inserted (op c) while streaming; this
+    # holds when the check runs again later, after the lab has changed the table
     snapshot_keys = {m.key["customer_id"] for m in events if m.op == "r"}
-    if len(snapshot_keys) < rows:
-        raise WrongAnswer(f"the snapshot has {len(snapshot_keys)} distinct customers; the table has {rows}.")
+    inserted_keys = {m.key["customer_id"] for m in events if m.op == "c"}
+    with clients.postgres() as conn:
+        table_keys = {row[0] for row in conn.execute(f"SELECT customer_id FROM {TABLE}")}
+    unseen = table_keys - snapshot_keys - inserted_keys
+    if unseen:
+        raise WrongAnswer(
+            f"{len(unseen)} of the table's {len(table_keys)} customers are on the topic neither from the snapshot "
+            "nor as inserts.",
+            hint="the connector should read the existing rows first (a snapshot), then stream changes.",
+        )
 
 
 # ------------------------------------------------------------------------------------------- the envelope
 
 KINDS = {"r": "snapshot", "c": "insert", "u": "update", "d": "delete"}
+
+
+def _a(kind: str) -> str:
+    """'an update', 'a delete': the article for a record kind."""
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
 def expected_description(message) -> tuple[str, int]:
@@ -153,7 +176,7 @@ def cdc_describe_change(describe_change: Callable, topic: str) -> None:
             raise
         except Exception as error:
             raise WrongAnswer(
-                f"your function fails on a {want[0]} record ({type(error).__name__}: {error}).",
+                f"your function fails on {_a(want[0])} record ({type(error).__name__}: {error}).",
                 hint="a tombstone has a key but value None; a delete has after = None."
                 if want[0] in ("tombstone", "delete")
                 else "look at this record's key and value in a cell of its own.",
@@ -166,7 +189,9 @@ def cdc_describe_change(describe_change: Callable, topic: str) -> None:
                 "snapshot": "op r is a row read by the snapshot: it existed before the connector started.",
                 "tombstone": "a record whose value is None is a tombstone.",
             }.get(want[0], "the kind follows from the op field: c, u, d, r.")
-            raise WrongAnswer(f"a {want[0]} record (offset {message.offset}) was described as {kind!r}.", hint=hint)
+            raise WrongAnswer(
+                f"{_a(want[0]).capitalize()} record (offset {message.offset}) was described as {kind!r}.", hint=hint
+            )
         if customer != want[1]:
             raise WrongAnswer(
                 f"the {want[0]} record at offset {message.offset} is about customer {want[1]}, not {customer!r}.",
@@ -306,12 +331,36 @@ def _say_difference(missing, extra, different, when: str) -> None:
     )
 
 
+_APPLY_HINTS = {
+    "UniqueViolation": "the replica may already hold the key (the snapshot, a redelivered event): insert or update "
+    "by key, so applying an event twice leaves the same row.",
+}
+
+
 @exercise("m02.l03.e4")
 def cdc_apply_change(apply_change: Callable, topic: str) -> None:
     """Replaying the change topic makes the replica equal to the source, and replaying again changes nothing."""
     from delab.loading import cdc
 
-    apply = learner_code("apply_change")(apply_change)
+    def apply(target, message) -> None:
+        try:
+            apply_change(target, message)
+        except NotImplementedError:
+            raise
+        except Exception as error:
+            kind = expected_description(message)[0]
+            first = (str(error).strip().splitlines() or [""])[0]
+            raise WrongAnswer(
+                f"apply_change failed on {_a(kind)} record (offset {message.offset}) with {type(error).__name__}: "
+                f"{first}",
+                hint=_APPLY_HINTS.get(type(error).__name__)
+                or (
+                    "a tombstone has a key but value None; a delete has after = None."
+                    if kind in ("tombstone", "delete")
+                    else "run it on that record in a cell of its own to see the whole error."
+                ),
+            ) from None
+
     with clients.postgres() as conn:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {REPLICA} (LIKE {TABLE} INCLUDING ALL)")
         # fresh changes while the connector streams: an insert, updates, an insert deleted again
