@@ -12,8 +12,8 @@
 # - race two writers on one table, watch one lose with a `CommitFailedException`, and retry it properly;
 # - MERGE change records into a **Delta Lake** table on the same object store, and see why its commits are safe
 #   there;
-# - read an **Apache Hudi** table with hudi-rs, learn what Python can and cannot do with Hudi today, and compare
-#   the three formats side by side.
+# - read an **Apache Hudi** table with hudi-rs — one written by a small *teaching writer* of ours, because no Hudi
+#   writer runs here — learn what Python can and cannot do with Hudi today, and compare the three formats.
 #
 # *Needs:* Postgres and the object store (started for you). Kernel: `delab`. About 40 minutes.
 
@@ -112,8 +112,11 @@ check.m04.iceberg_upsert(upsert_orders)
 
 # %%
 shipped = second_week.slice(0, 50).to_pandas().assign(status="delivered")
-result = upsert_orders(iceberg_orders, pa.Table.from_pandas(shipped, schema=orders.schema))
-result.rows_updated, result.rows_inserted
+upsert_orders(iceberg_orders, pa.Table.from_pandas(shipped, schema=orders.schema))
+
+# %% [markdown]
+# Of those 50 orders, the ones already `delivered` were left alone, the others updated — and the orders we
+# deleted as `cancelled` above came back as *inserts*: an upsert cannot tell "deleted" from "never existed".
 
 # %% [markdown]
 # ## Two writers at once: optimistic concurrency
@@ -233,7 +236,8 @@ delta_race
 # Change-data-capture feeds deliver rows with an operation column. Write `merge_changes(table, changes)`: apply
 # `changes` (the columns of the Delta `table` plus `op`, either `"upsert"` or `"delete"`) to `table` on its key
 # `payment_id`, in **one** MERGE: a matched `delete` removes the row, a matched `upsert` replaces the row's
-# values, an unmatched `upsert` is inserted, and `op` itself never lands in the table. `DeltaTable.merge(...)`
+# values, an unmatched `upsert` is inserted, an unmatched `delete` changes nothing, and `op` itself never lands
+# in the table. `DeltaTable.merge(...)`
 # returns a builder: chain `when_matched_delete`, `when_matched_update_all`, `when_not_matched_insert_all` (each
 # takes a `predicate=` and the last two an `except_cols=`), then `.execute()`.
 
@@ -274,22 +278,24 @@ pd.DataFrame(delta_payments.history())[["version", "operation", "operationMetric
 # What is possible here, honestly:
 # - **Reading: yes.** `hudi` on PyPI is hudi-rs, a native reader: snapshot reads, time travel (`as of`),
 #   incremental reads, the timeline.
-# - **Writing from Python: no.** hudi-rs does not write. Hudi's writers are its Spark, Flink and Java clients.
-#   Its Spark bundles are built per Spark minor version (`hudi-spark3.5-bundle_2.13` …); none is published for
-#   the Spark 4.3 that pyspark installs here, so `pyspark` cannot write Hudi in this environment. A Flink writer
-#   (`hudi-flink*-bundle`) would need jars on the stack's Flink cluster — see "Going further".
-# - So that there is a real table to read, `delab.lakehouse.hudi_cow` writes the copy-on-write layout of the Hudi
-#   spec for the simplest case (upserts into one file group per partition, one writer, no indexes, no cleaning).
-#   It is **our teaching writer, not Hudi**: hudi-rs reading its output shows the format, not Hudi's write path.
+# - **Writing from Python: no.** hudi-rs does not write. Hudi's writers are its Spark, Flink and Java clients,
+#   shipped as *bundle* jars built per engine version (`hudi-spark3.5-bundle_2.13`, `hudi-flink*-bundle` …).
+#   None of them is part of this stack's jars, and we found no Spark bundle for the Spark 4.3 that pyspark
+#   installs here — so nothing in this environment writes real Hudi. See "Going further" for where it runs.
+# - So that there is a table to read, `delab.lakehouse.hudi_cow` writes the copy-on-write layout of the Hudi spec
+#   for the simplest case (upserts into one file group per partition, one writer, no indexes, no metadata table,
+#   no cleaning). It is **our teaching writer, not Hudi**: hudi-rs reading its output shows the format, not Hudi's
+#   write path, and every Hudi table, figure and row below is labelled "teaching writer".
 
 # %%
 hudi_uri = storage.s3_uri("hudi", ns, "orders")
 writer = hudi_cow.CowWriter(hudi_uri, "orders", record_key="order_id", partition_field="channel",
-                            precombine_field="order_ts")  # fmt: skip
+                            precombine_field="order_ts")  # our teaching writer, not Hudi's  # fmt: skip
 first_instant = writer.upsert(first_week)
 delivered = first_week.slice(0, 50).to_pandas().assign(status="delivered")
 second_instant = writer.upsert(pa.Table.from_pandas(delivered, schema=orders.schema))  # 50 updated orders
 hudi_orders = storage.hudi_table(hudi_uri)
+# the timeline, as hudi-rs reads it from the teaching writer's .hoodie/ folder
 [(i.timestamp, i.action) for i in hudi_orders.get_timeline().get_completed_commits()]
 
 # %%
@@ -298,24 +304,30 @@ from hudi import HudiReadOptions
 now = pa.Table.from_batches(hudi_orders.read())
 then = pa.Table.from_batches(hudi_orders.read(HudiReadOptions().with_as_of_timestamp(first_instant)))
 {
+    "table": "written by the teaching writer, read by hudi-rs",
     "rows now": now.num_rows,
     "delivered now": pc.sum(pc.equal(now["status"], "delivered")).as_py(),
     f"rows as of {first_instant}": then.num_rows,
+    f"delivered as of {first_instant}": pc.sum(pc.equal(then["status"], "delivered")).as_py(),
     "meta columns": [c for c in now.column_names if c.startswith("_hoodie")],
 }
 
 # %% [markdown]
 # ## The three formats side by side
-# First the footprint of the same kind of data in each format, measured on the object store:
+# First the footprint of each orders table as this notebook left it, measured on the object store. The tables
+# had different histories (see "versions": Iceberg snapshots, Delta versions, Hudi instants), and the Hudi row
+# measures our teaching writer: a real Hudi writer also keeps (by default) a *metadata table* under `.hoodie/metadata/`, so
+# real Hudi metadata is larger.
 
 
 # %%
-def footprint(uri: str, fmt: str) -> dict:
+def footprint(uri: str, fmt: str, versions: int) -> dict:
     keys = storage.objects_under(uri)
     sizes = {o["Key"]: o["Size"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=storage.s3_key(uri))["Contents"]}
     data_files = [k for k in keys if k.endswith(".parquet")]
     return {
         "format": fmt,
+        "versions": versions,
         "data files": len(data_files),
         "metadata files": len(keys) - len(data_files),
         "data KiB": round(sum(sizes[k] for k in data_files) / 1024, 1),
@@ -325,9 +337,9 @@ def footprint(uri: str, fmt: str) -> dict:
 
 pd.DataFrame(
     [
-        footprint(iceberg_orders.location(), "Iceberg"),
-        footprint(delta_uri, "Delta Lake"),
-        footprint(hudi_uri, "Hudi (teaching writer)"),
+        footprint(iceberg_orders.location(), "Iceberg", len(catalog.load_table(f"{ns}.orders").snapshots())),
+        footprint(delta_uri, "Delta Lake", storage.delta_table(delta_uri).version() + 1),
+        footprint(hudi_uri, "Hudi (teaching writer)", len(writer.completed_instants())),
     ]
 )
 
@@ -340,7 +352,7 @@ pd.DataFrame(
 # | writer conflicts | `CommitFailedException`, retry | `CommitFailedError` (conflict checks) | OCC + a lock provider |
 # | row updates | copy-on-write or delete files | copy-on-write or deletion vectors | copy-on-write or merge-on-read |
 # | partition evolution | yes, hidden partitioning | no (liquid clustering instead) | no |
-# | Python writer here | pyiceberg | deltalake (delta-rs) | none: hudi-rs only reads |
+# | Python writer here | pyiceberg | deltalake (delta-rs) | none (hudi-rs only reads; our teaching writer) |
 # | strongest at | many engines, evolution | Spark/Databricks, a simple log | record upserts, incremental pulls |
 #
 # All three give atomic commits, snapshot isolation for readers, time travel and schema evolution (labs 02 and
@@ -352,10 +364,11 @@ pd.DataFrame(
 # - Iceberg's commit point is the catalog (here a Postgres row); concurrent writers use optimistic concurrency:
 #   the loser gets `CommitFailedException`, refreshes and redoes its change.
 # - Delta's commit point is the next `_delta_log` file, created with a conditional PUT on S3-compatible stores.
-# - Hudi is read-only from Python (hudi-rs); writing it takes Spark, Flink or Java.
+# - Hudi is read-only from Python (hudi-rs); writing it takes Spark, Flink or Java — our Hudi table came from a
+#   teaching writer that only imitates the copy-on-write layout.
 #
 # **Going further:** in production the Iceberg catalog is usually a REST catalog (Apache Polaris, Unity Catalog,
 # Nessie, Lakekeeper) or AWS Glue — the same `load_catalog(...)` call with other properties; the `external`
 # profile of `delab.config` points the labs at real AWS S3. Delta tables on AWS S3 rely on S3's own conditional
-# writes (delta-rs ≥ 0.22 / 1.x). Writing Hudi for real: `hudi-flink` bundles on a Flink cluster, or Spark 3.5 with
+# writes (deltalake 1.x). Writing Hudi for real: `hudi-flink` bundles on a Flink cluster, or Spark 3.5 with
 # `hudi-spark3.5-bundle`.
