@@ -33,6 +33,7 @@ ns = lakehouse.fresh_namespace(catalog, "m04_l03")  # re-running starts clean
 storage.fresh_delta_namespace("m04_l03")
 customer_orders = data.customer_orders()  # orders with the customer's name and email copied in
 pd.set_option("display.max_colwidth", 100)
+exact_ids = {pa.int64(): pd.Int64Dtype()}.get  # to_pandas(types_mapper=...): a null parent keeps ids integers
 
 # %% [markdown]
 # ## Snapshots are versions
@@ -51,7 +52,7 @@ for offset in range(5):
         snapshot_properties={"job": "daily_orders_load", "business-date": today.isoformat()},
     )
     time.sleep(0.05)  # commits a few ms apart, so that "as of a time" has room between them
-snapshots = orders.inspect.snapshots().to_pandas()
+snapshots = orders.inspect.snapshots().to_pandas(types_mapper=exact_ids)
 snapshots[["committed_at", "snapshot_id", "parent_id", "operation"]]
 
 # %% [markdown]
@@ -103,9 +104,8 @@ orders.scan().count(), pc.value_counts(orders.scan(selected_fields=("status",)).
 # as a *delete* snapshot followed by an *append* snapshot, both tagged with the job:
 
 # %%
-orders.inspect.snapshots().to_pandas().tail(3).assign(job=lambda s: s.summary.map(lambda p: dict(p).get("job")))[
-    ["snapshot_id", "parent_id", "operation", "job"]
-]
+latest = orders.inspect.snapshots().to_pandas(types_mapper=exact_ids).tail(3)
+latest.assign(job=latest.summary.map(lambda p: dict(p).get("job")))[["snapshot_id", "parent_id", "operation", "job"]]
 
 # %% [markdown]
 # A **rollback** makes an earlier snapshot current again — `table.manage_snapshots().rollback_to_snapshot(id)
@@ -135,11 +135,11 @@ check.m04.rollback_bad_write(undo_job)
 
 # %%
 undo_job(orders, "fixup_statuses")
-orders.scan().count(), orders.inspect.history().to_pandas()
+orders.scan().count(), orders.inspect.history().to_pandas(types_mapper=exact_ids)
 
 # %% [markdown]
-# `is_current_ancestor` is `False` for the two bad snapshots: it is still there for the record (and for time travel),
-# but no longer part of the table's current lineage.
+# `is_current_ancestor` is `False` for the two bad snapshots: they are still there for the record (and for time
+# travel), but no longer part of the table's current lineage.
 #
 # **Delta Lake** does it the other way round: `DeltaTable.restore(version)` writes a *new* version whose files are
 # those of the old one. History only grows — the restore itself is a commit you can see:
@@ -272,7 +272,9 @@ pd.DataFrame(steps)
 #   a bound); for personal columns, turn them off with the table property
 #   `write.metadata.metrics.column.<name> = "none"`, or keep such columns out of analytical tables;
 # - **Delta Lake**: `delete` then `vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)` —
-#   the same steps, shown below.
+#   the same steps, shown below. Delta's log has the same statistics problem: the `_delta_log/*.json` commits
+#   keep the min/max of every file they added until log retention (`delta.logRetentionDuration`, 30 days by
+#   default) removes them after a checkpoint.
 
 # %%
 delta_orders = storage.delta_table(delta_uri)
