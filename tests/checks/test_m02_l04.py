@@ -133,12 +133,28 @@ def apply_dedup_by_product(conn, message):
             conn.execute(UPSERT, mv)
 
 
+SEEN_IN_MEMORY: set[int] = set()
+
+
+def apply_dedup_in_memory(conn, message):
+    # dedupes in the consumer's memory: right until the consumer restarts, and nothing is in applied_movements
+    if message.value is None or message.value["op"] not in ("r", "c"):
+        return
+    mv = message.value["after"]
+    if mv["movement_id"] not in SEEN_IN_MEMORY:
+        SEEN_IN_MEMORY.add(mv["movement_id"])
+        conn.execute(UPSERT, mv)
+
+
 def test_idempotent_apply(ledger_topic):
     checks.sync_idempotent_apply(apply_once, ledger_topic)
     with pytest.raises(WrongAnswer, match="delivered again"):
         checks.sync_idempotent_apply(apply_naive, ledger_topic)
     with pytest.raises(WrongAnswer, match="after one delivery of every event"):
         checks.sync_idempotent_apply(apply_dedup_by_product, ledger_topic)
+    SEEN_IN_MEMORY.clear()
+    with pytest.raises(WrongAnswer, match="applied_movements holds 0 movement ids"):
+        checks.sync_idempotent_apply(apply_dedup_in_memory, ledger_topic)
 
 
 def reconcile_good(conn):
@@ -170,6 +186,21 @@ def reconcile_keys_only(conn):
     return {"missing": src - dst, "extra": dst - src, "different": set()}
 
 
+def reconcile_not_equal(conn):
+    # compares column by column with `<>`: a column that became NULL on one side is not seen
+    src = {k for (k,) in conn.execute(f"SELECT product_id FROM {S}.products").fetchall()}
+    dst = {k for (k,) in conn.execute(f"SELECT product_id FROM {S}.products_copy").fetchall()}
+    different = {
+        k
+        for (k,) in conn.execute(
+            f"""SELECT product_id FROM {S}.products s JOIN {S}.products_copy t USING (product_id)
+                WHERE s.name <> t.name OR s.category <> t.category OR s.list_price <> t.list_price
+                   OR s.version <> t.version"""
+        )
+    }
+    return {"missing": src - dst, "extra": dst - src, "different": different}
+
+
 def reconcile_report_then_reload(conn):
     rows = conn.execute(
         f"""SELECT coalesce(s.product_id, t.product_id), CASE WHEN t.product_id IS NULL THEN 'missing'
@@ -189,6 +220,9 @@ def test_reconcile(ledger_topic):
     checks.sync_reconcile(reconcile_good)
     with pytest.raises(WrongAnswer, match="different should be"):
         checks.sync_reconcile(reconcile_keys_only)
+    with pytest.raises(WrongAnswer, match="different should be") as failed:
+        checks.sync_reconcile(reconcile_not_equal)
+    assert "IS DISTINCT FROM" in failed.value.hint
     with pytest.raises(WrongAnswer, match=r"rewrote .* rows that were already right"):
         checks.sync_reconcile(reconcile_report_then_reload)
     with pytest.raises(NotSolvedYet):

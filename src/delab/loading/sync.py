@@ -107,6 +107,9 @@ def deliver(
 def inject_drift(conn, source: str, replica: str, key: str, seed: int) -> dict[str, set[int]]:
     """Copy ``source`` into ``replica`` and break it a little: rows deleted, rows added, rows changed.
 
+    ``source`` needs the columns of the lab's products table (name, category, list_price, version); the changed
+    rows differ in one column each: a name, a category set to NULL, prices.
+
     Returns the truth: ``{"missing": ..., "extra": ..., "different": ...}`` keys.
     """
     rng = np.random.default_rng(seed)
@@ -117,9 +120,14 @@ def inject_drift(conn, source: str, replica: str, key: str, seed: int) -> dict[s
     chosen = [int(k) for k in rng.choice(keys, size=7, replace=False)]
     missing, different = set(chosen[:3]), set(chosen[3:])
     conn.execute(f"DELETE FROM {replica} WHERE {key} = ANY(%s)", [list(missing)])
+    # different in one column each: a renamed row, a category lost to NULL (missed by a `<>` comparison, which
+    # is NULL, not true, when one side is NULL), and prices
+    renamed, nulled, repriced = chosen[3], chosen[4], chosen[5:]
+    conn.execute(f"UPDATE {replica} SET name = name || ' (old)' WHERE {key} = %s", [renamed])
+    conn.execute(f"UPDATE {replica} SET category = NULL WHERE {key} = %s", [nulled])
     conn.execute(
         f"UPDATE {replica} SET list_price = round((list_price * 1.1)::numeric, 2) WHERE {key} = ANY(%s)",
-        [list(different)],
+        [repriced],
     )
     top = max(keys)
     extra = {top + 1000 + int(i) for i in rng.choice(100, size=2, replace=False)}

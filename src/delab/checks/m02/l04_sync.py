@@ -47,7 +47,10 @@ def sync_rebuild_stock(rebuild_stock: Callable, topic: str) -> None:
         )
     missing = sorted(set(want) - set(got))
     if missing:
-        raise WrongAnswer(f"{len(missing)} products are missing, e.g. {missing[:3]}.")
+        raise WrongAnswer(
+            f"{len(missing)} products are missing, e.g. {missing[:3]}.",
+            hint="the ledger existed before the connector started: its snapshot events (op r) are movements too.",
+        )
     wrong = sorted(p for p in want if got[p] != want[p])
     if not wrong:
         return
@@ -156,9 +159,24 @@ def sync_idempotent_apply(apply_movement: Callable, topic: str) -> None:
             f"after {len(redelivered)} events were delivered again",
             "remember which movement_ids were applied, in the same transaction as the stock change, and skip those.",
         )
+        movements = {m.value["after"]["movement_id"] for m in messages if m.op in ("r", "c")}
+        recorded = {row[0] for row in conn.execute(f"SELECT movement_id FROM {SCHEMA}.applied_movements")}
+        if recorded != movements:
+            raise WrongAnswer(
+                f"{SCHEMA}.applied_movements holds {len(recorded)} movement ids after {len(movements)} movements "
+                "were applied.",
+                hint="record every applied movement_id in that table: memory in the consumer (a Python set) is gone "
+                "when it restarts, and the table can commit together with the stock change.",
+            )
 
 
 # ------------------------------------------------------------------------------------------ reconcile
+
+
+def _all_have_nulls(conn, table: str, keys: list[int]) -> bool:
+    """Whether every one of these rows of ``table`` has a NULL in some column."""
+    query = f"SELECT count(*) FROM {table} t WHERE product_id = ANY(%s) AND NOT (t IS NOT NULL)"
+    return conn.execute(query, [keys]).fetchone()[0] == len(keys)
 
 
 @exercise("m02.l04.e4")
@@ -176,6 +194,13 @@ def sync_reconcile(reconcile: Callable) -> None:
         for kind in ("missing", "extra", "different"):
             got = {int(k) for k in report[kind]}
             if got != truth[kind]:
+                missed = sorted(truth[kind] - got)
+                if kind == "different" and got and missed and _all_have_nulls(conn, target, missed):
+                    raise WrongAnswer(
+                        f"different should be {sorted(truth[kind])}, you found {sorted(got)}.",
+                        hint="a column that became NULL in the target: NULL <> 'x' is NULL, not true — compare with "
+                        "IS DISTINCT FROM.",
+                    )
                 hint = {
                     "different": "compare every column of rows present on both sides, not just the keys.",
                     "missing": "missing rows are in the source and not in the target.",
