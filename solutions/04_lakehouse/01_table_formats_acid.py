@@ -316,8 +316,8 @@ then = pa.Table.from_batches(hudi_orders.read(HudiReadOptions().with_as_of_times
 # ## The three formats side by side
 # First the footprint of each orders table as this notebook left it, measured on the object store. The tables
 # had different histories (see "versions": Iceberg snapshots, Delta versions, Hudi instants), and the Hudi row
-# measures our teaching writer: a real Hudi writer also keeps (by default) a *metadata table* under `.hoodie/metadata/`, so
-# real Hudi metadata is larger.
+# measures our teaching writer: a real Hudi writer also keeps (by default) a *metadata table* under
+# `.hoodie/metadata/`, so real Hudi metadata is larger.
 
 
 # %%
