@@ -63,8 +63,24 @@ def test_evolution_rejects_drop_and_add_instead_of_rename():
 
 
 def test_evolution_rejects_several_commits():
-    with pytest.raises(WrongAnswer, match="4 schema versions"):
+    with pytest.raises(WrongAnswer, match="4 schema versions in 4 commits"):
         checks.iceberg_schema_change(lambda table: evolve(table, one_commit=False))
+
+
+def test_evolution_rejects_one_transaction_of_several_updates():
+    def four_updates(table):
+        with table.transaction() as transaction:
+            with transaction.update_schema() as update:
+                update.add_column("loyalty_points", LongType())
+            with transaction.update_schema() as update:
+                update.rename_column("segment", "tier")
+            with transaction.update_schema() as update:
+                update.update_column("order_count", LongType())
+            with transaction.update_schema() as update:
+                update.delete_column("email")
+
+    with pytest.raises(WrongAnswer, match="committed once, but as 4 schema versions"):
+        checks.iceberg_schema_change(four_updates)
 
 
 def test_evolution_rejects_a_required_new_column():

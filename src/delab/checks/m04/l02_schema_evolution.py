@@ -33,7 +33,7 @@ def iceberg_schema_change(evolve_customers) -> None:
 
     before_rows = data.customers_v1()
     table = _scratch_iceberg("customers_evolve", before_rows)
-    old = table.schema()
+    old, commits_before = table.schema(), len(table.metadata.metadata_log)
     _run_evolve(evolve_customers, table)
     table = table.catalog.load_table(table.name())
     new = table.schema()
@@ -72,10 +72,16 @@ def iceberg_schema_change(evolve_customers) -> None:
     if not isinstance(count.field_type, LongType):
         raise WrongAnswer(f"order_count is still {count.field_type}.", hint="widen it from int to long.")
     added = len(table.metadata.schemas) - 1
+    commits = len(table.metadata.metadata_log) - commits_before
+    if added != 1 and commits > 1:
+        raise WrongAnswer(
+            f"the change made {added} schema versions in {commits} commits: readers could load the table half-changed.",
+            hint="put every change in one `with table.update_schema() as update:` block.",
+        )
     if added != 1:
         raise WrongAnswer(
-            f"the change made {added} schema versions: readers could load the table half-changed.",
-            hint="put every change in one `with table.update_schema() as update:` block.",
+            f"the change committed once, but as {added} schema versions (one per update_schema block).",
+            hint="one `with table.update_schema() as update:` block holding every change makes one schema version.",
         )
     rows = table.scan().to_arrow().to_pandas().sort_values("customer_id", ignore_index=True)
     want = before_rows.to_pandas().sort_values("customer_id", ignore_index=True)
