@@ -70,6 +70,11 @@ def test_retry_wrong(lab_schema):
         checks.errors_retry(policy(reraise=False), set_status)
     with pytest.raises(WrongAnswer, match="not wrapped by tenacity"):
         checks.errors_retry(hand_rolled_policy, set_status)
+    with pytest.raises(WrongAnswer, match=r"gave up after \d+ attempts") as failed:
+        checks.errors_retry(policy(stop=tenacity.stop_after_attempt(3)), set_status)
+    assert "stop_after_delay" in failed.value.hint
+    with pytest.raises(WrongAnswer, match="until the lock was released"):
+        checks.errors_retry(policy(stop=tenacity.stop_never), set_status)
 
 
 def hand_rolled_policy(fn):
@@ -212,8 +217,21 @@ def test_alert():
         checks.errors_alert(alert_on_count)
     with pytest.raises(WrongAnswer, match="no alert reached the webhook for a lag of 500"):
         checks.errors_alert(alert_ignoring_lag)
-    with pytest.raises(WrongAnswer, match="ZeroDivisionError"):
+    with pytest.raises(WrongAnswer, match=r"ZeroDivisionError.*nothing processed yet") as failed:
         checks.errors_alert(alert_unguarded)
+    assert "guard the division" in failed.value.hint
+    with pytest.raises(WrongAnswer, match="2 messages for 20 % errors and a lag of 300"):
+        checks.errors_alert(alert_per_reason)
+
+
+def alert_per_reason(metrics, url):
+    # one message per broken threshold: two alerts when both are over
+    rate = metrics["failed"] / metrics["processed"] if metrics["processed"] else 0
+    if rate > 0.05:
+        requests.post(url, json={"reason": "errors", **metrics}, timeout=5)
+    if metrics["lag"] > 100:
+        requests.post(url, json={"reason": "lag", **metrics}, timeout=5)
+    return rate > 0.05 or metrics["lag"] > 100
 
 
 def alert_unguarded(metrics, url):

@@ -58,9 +58,17 @@ def errors_retry(retry_policy: Callable, set_status: Callable) -> None:
         )
         # 1. a lock held for 0.8 s: the write must get through
         with errors.row_locked(ORDERS, "order_id = 2", seconds=0.8):
+            started = time.monotonic()
             try:
                 fn(conn, 2, "paid")
             except psycopg.errors.LockNotAvailable:
+                attempts = _attempts(fn).get("attempt_number", 1)
+                if attempts > 1:
+                    raise WrongAnswer(
+                        f"your function gave up after {attempts} attempts in {time.monotonic() - started:.1f} s, "
+                        "while the lock was held for only 0.8 s.",
+                        hint="give up after a time budget of 2 s (stop_after_delay), not after a few attempts.",
+                    ) from None
                 raise WrongAnswer(
                     "a lock held for 0.8 s made your function fail.",
                     hint="retry on psycopg.errors.LockNotAvailable (retry_if_exception_type).",
@@ -112,7 +120,11 @@ def errors_retry(retry_policy: Callable, set_status: Callable) -> None:
                     hint="re-raise the last exception itself (reraise=True): callers handle database errors.",
                 ) from None
             else:
-                raise WrongAnswer("the write succeeded while the row was locked for 3 seconds?")
+                raise WrongAnswer(
+                    f"your function kept retrying for {time.monotonic() - started:.1f} s, until the lock was released.",
+                    hint="stop after 2 seconds (stop_after_delay): a lock that is never released must not make the "
+                    "write wait forever.",
+                )
             waited = time.monotonic() - started
         if waited > 2.8:
             raise WrongAnswer(
@@ -295,6 +307,7 @@ SCENARIOS = [  # (metrics, should alert, what it shows)
     ({"processed": 0, "failed": 0, "lag": 0}, False, "nothing processed yet"),
     ({"processed": 20, "failed": 2, "lag": 0}, True, "2 failures out of 20 (10 %)"),
     ({"processed": 5000, "failed": 40, "lag": 100}, False, "40 failures out of 5000 (0.8 %) and a lag of exactly 100"),
+    ({"processed": 100, "failed": 20, "lag": 300}, True, "20 % errors and a lag of 300 at once"),
 ]
 
 
@@ -307,7 +320,15 @@ def errors_alert(alert_if_unhealthy: Callable) -> None:
     with Receiver() as hook:
         for metrics, should, what in SCENARIOS:
             hook.clear()
-            result = run(dict(metrics), hook.url)
+            try:
+                result = run(dict(metrics), hook.url)
+            except WrongAnswer as failed:
+                if "ZeroDivisionError" not in failed.message:
+                    raise
+                raise WrongAnswer(
+                    f"{failed.message} (for {what}).",
+                    hint="with nothing processed there is no error rate yet: guard the division.",
+                ) from None
             messages = hook.wait_for(1, timeout=1.0 if should else 0.3)
             if should and not messages:
                 raise WrongAnswer(
