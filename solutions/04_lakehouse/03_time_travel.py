@@ -228,7 +228,9 @@ pd.DataFrame(steps)
 # Write `erase_customer(table, customer_id)`: delete the customer's rows, expire every snapshot except the
 # current one, and delete every orphan object under the table's location. At hand: `storage.objects_under(
 # table.location())` lists the keys stored there, `storage.s3_key(uri)` turns an `s3://` URI into a key, and
-# `clients.s3().delete_objects(Bucket=..., Delete={"Objects": [{"Key": key}, ...]})` deletes up to 1000 keys.
+# `clients.s3().delete_objects(Bucket=..., Delete={"Objects": [{"Key": key}, ...]})` deletes up to 1000 keys
+# (the bucket is the part of `table.location()` right after `s3://`). Orphans include the manifests and manifest
+# lists of the snapshots you expired, not only data files.
 
 
 # %%
