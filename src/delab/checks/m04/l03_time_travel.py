@@ -203,7 +203,7 @@ def _intact(what: str):
         paths = re.findall(r"'([^']+)'", str(error))
         missing = "/".join(paths[0].split("/")[-2:]) if paths else str(error).splitlines()[0]
         raise WrongAnswer(
-            f"{what} can no longer be read: {missing} was deleted, but the metadata still points at it.",
+            f"{what} can no longer be read: {missing} was deleted, but the table still needs it.",
             hint="an orphan is an object that no remaining metadata references — the current metadata file, "
             "the manifest lists and manifests of live snapshots, and the data files they list all stay.",
         ) from None
