@@ -80,6 +80,15 @@ def test_indexes_reject_two_btrees_over_budget():
 
 
 @pytest.mark.stack
+def test_indexes_hint_at_the_big_index():
+    with pytest.raises(WrongAnswer, match="the budget is") as failed:
+        checks.workload_indexes(
+            ["CREATE INDEX ON {table} USING brin (ingest_time)", "CREATE INDEX ON {table} USING hash (customer_id)"]
+        )
+    assert "hash" in failed.value.hint
+
+
+@pytest.mark.stack
 def test_indexes_reject_missing_or_useless_index_and_bad_shapes():
     with pytest.raises(WrongAnswer, match="one customer's clicks without any of your indexes"):
         checks.workload_indexes(["CREATE INDEX ON {table} USING brin (ingest_time)"])
@@ -124,6 +133,39 @@ def test_rules_reject_counting_every_copy_of_a_duplicate():
 
 
 @pytest.mark.stack
+def test_rules_reject_near_misses_the_generator_alone_cannot_tell():
+    # extra copies instead of orders (an order is sent three times), `< 0` (a quantity of 0), `= lower(...)`
+    # (a mixed-case country): right on the generated defects, wrong on the check's added edge cases
+    extra_copies = RULES_GOOD.replace(
+        "count(*) FROM\n  (SELECT order_id FROM {schema}.orders GROUP BY order_id HAVING count(*) > 1) d",
+        "count(*) - count(DISTINCT order_id) FROM {schema}.orders",
+    )
+    assert extra_copies != RULES_GOOD
+    with pytest.raises(WrongAnswer, match="rule duplicate_order: your query counts"):
+        checks.quality_rules(extra_copies)
+    with pytest.raises(WrongAnswer, match="rule negative_quantity: your query counts"):
+        checks.quality_rules(RULES_GOOD.replace("quantity <= 0", "quantity < 0"))
+    with pytest.raises(WrongAnswer, match="rule lowercase_country: your query counts"):
+        checks.quality_rules(RULES_GOOD.replace("country <> upper(country)", "country = lower(country)"))
+
+
+@pytest.mark.stack
+def test_rules_accept_other_phrasings():
+    checks.quality_rules(
+        """
+SELECT 'unknown_customer', count(*) FROM {schema}.orders o LEFT JOIN {schema}.customers c USING (customer_id)
+ WHERE c.customer_id IS NULL
+UNION ALL SELECT 'duplicate_order', count(DISTINCT order_id)
+  FROM (SELECT order_id, count(*) OVER (PARTITION BY order_id) AS n FROM {schema}.orders) x WHERE n > 1
+UNION ALL SELECT 'negative_quantity', count(*) FILTER (WHERE quantity <= 0) FROM {schema}.order_items
+UNION ALL SELECT 'missing_email', count(*) FILTER (WHERE email IS NULL) FROM {schema}.customers
+UNION ALL SELECT 'future_timestamp', count(*) FROM {schema}.orders WHERE order_ts > localtimestamp
+UNION ALL SELECT 'lowercase_country', count(*) FROM {schema}.customers WHERE country !~ '^[A-Z]+$'
+"""
+    )
+
+
+@pytest.mark.stack
 def test_rules_reject_empty_string_test_missing_rule_and_bad_shape():
     with pytest.raises(WrongAnswer, match="rule missing_email"):
         checks.quality_rules(RULES_GOOD.replace("email IS NULL", "email = ''"))
@@ -160,5 +202,7 @@ def test_anomalies_reject_touchy_threshold_and_bad_shape():
         checks.volume_anomalies(lambda daily: flag_mad(daily, 3.5))
     with pytest.raises(WrongAnswer, match="not a collection of days"):
         checks.volume_anomalies(lambda daily: 2)
+    with pytest.raises(WrongAnswer, match="returned a pandas Series"):
+        checks.volume_anomalies(lambda daily: daily[daily > daily.median() * 1.5])
     with pytest.raises(NotSolvedYet):
         checks.volume_anomalies(...)

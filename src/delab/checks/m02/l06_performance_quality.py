@@ -7,6 +7,7 @@ anomalous days are recomputed from the shop data, which the checks regenerate fr
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import date, timedelta
 
@@ -170,10 +171,29 @@ def workload_indexes(index_statements) -> None:
                 )
         total = int(yours.kB.sum())
         if total > budget:
+            schema, name = table.split(".")
+            definitions = dict(
+                conn.execute(
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = %s",
+                    (schema, name),
+                ).fetchall()
+            )
+            each = ", ".join(
+                f"{r.relation} {int(r.kB):,} kB" for r in yours.sort_values("kB", ascending=False).itertuples()
+            )
+            per_row_on_time = any(
+                "ingest_time" in d.lower() and "using brin" not in d.lower()
+                for n, d in definitions.items()
+                if n in set(yours.relation)
+            )
             raise WrongAnswer(
-                f"your indexes take {total:,} kB together; the budget is {budget:,} kB (the primary key's size).",
+                f"your indexes take {total:,} kB together ({each}); the budget is {budget:,} kB (the primary key's "
+                "size).",
                 hint="ingest_time grows with the physical row order: a BRIN index serves its range scans in a few "
-                "kB, where a B-tree stores one entry per row.",
+                "kB, where a B-tree stores one entry per row."
+                if per_row_on_time
+                else "keep the lookup index compact: a B-tree stores each repeated key once (deduplication), a hash "
+                "index keeps one entry per row.",
             )
 
 
@@ -195,7 +215,7 @@ def expected_violations(shop) -> dict[str, int]:
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
     return {
         "unknown_customer": int((~orders.customer_id.isin(customers.customer_id)).sum()),
-        "duplicate_order": int(orders.order_id.duplicated().sum()),
+        "duplicate_order": int(orders.order_id[orders.order_id.duplicated()].nunique()),
         "negative_quantity": int((items.quantity <= 0).sum()),
         "missing_email": int(customers.email.isna().sum()),
         "future_timestamp": int((orders.order_ts > now).sum()),
@@ -206,11 +226,25 @@ def expected_violations(shop) -> dict[str, int]:
 _RULE_HINTS = {
     "unknown_customer": "orders whose customer_id has no row in customers (an anti-join: NOT EXISTS).",
     "duplicate_order": "count the order_ids that appear more than once — each such order once, not each copy.",
-    "negative_quantity": "order lines with quantity <= 0.",
+    "negative_quantity": "a quantity of 0 is not positive either.",
     "missing_email": "a missing value is NULL: `= ''` never matches NULL.",
     "future_timestamp": "orders stamped after now().",
-    "lowercase_country": "a country code that is not all upper case: country <> upper(country).",
+    "lowercase_country": "'not in upper case' includes mixed case ('De'), not only all lower case.",
 }
+
+
+def _edge_cases(shop):
+    """The shop plus the cases that tell a rule from a near miss: an order sent three times, a line with quantity
+    0, a country in mixed case ("De"). The generator's own defects alone cannot tell `count(*) - count(DISTINCT)`
+    from counting orders, `< 0` from `<= 0`, or `= lower(country)` from "not upper case"."""
+    orders, items, customers = shop.orders.copy(), shop.order_items.copy(), shop.customers.copy()
+    twice = orders[orders.order_id.duplicated()].head(1)
+    orders = pd.concat([orders, twice], ignore_index=True)
+    items.loc[items[items.quantity > 0].index[0], "quantity"] = 0
+    upper = customers[customers.country == customers.country.str.upper()].index[0]
+    country = customers.loc[upper, "country"]
+    customers.loc[upper, "country"] = country[0] + country[1:].lower()
+    return dataclasses.replace(shop, orders=orders, order_items=items, customers=customers)
 
 
 @learner_code("quality_sql")
@@ -227,7 +261,7 @@ def quality_rules(quality_sql) -> None:
             hint="the check runs it on another copy of the shop.",
         )
     schema = f"{SCHEMA}_check"
-    shop = datasets.cached(seed=7, scale=0.5)  # another shop than the notebook's
+    shop = _edge_cases(datasets.cached(seed=7, scale=0.5))  # another shop than the notebook's
     datasets.to_postgres(
         {"orders": shop.orders, "order_items": shop.order_items, "customers": shop.customers},
         schema=schema,
@@ -289,6 +323,11 @@ def volume_anomalies(flag_volume_anomalies) -> None:
     """Exactly the days whose load volume is off are flagged — in spite of the outliers themselves."""
     for what, series, anomalous in _scenarios():
         flagged = _flag(flag_volume_anomalies, series)
+        if isinstance(flagged, (pd.Series, pd.DataFrame)):
+            raise WrongAnswer(
+                f"flag_volume_anomalies returned a pandas {type(flagged).__name__}, not the list of flagged days.",
+                hint="the days are the index labels of the rows you flag: list(daily.index[mask]).",
+            )
         try:
             flagged = {pd.Timestamp(d).date() for d in flagged}
         except (TypeError, ValueError):
