@@ -229,34 +229,33 @@ for lsn, xid, data in wal:
 ### BEGIN SOLUTION
 import re
 
-WAL_COLUMN = re.compile(r"(\w+)\[[^\]]+\]:('(?:[^']|'')*'|\S+)")
-
-
-def _columns(text: str) -> dict:
-    columns = {}
-    for name, literal in WAL_COLUMN.findall(text):
-        if literal == "null":
-            columns[name] = None
-        elif literal.startswith("'"):
-            columns[name] = literal[1:-1].replace("''", "'")
-        else:
-            columns[name] = literal
-    return columns
-
 
 def parse_wal_line(line: str) -> dict | None:
     """A test_decoding line as a Debezium-like change: table, op, before, after."""
     if not line.startswith("table "):
         return None
+    column = re.compile(r"(\w+)\[[^\]]+\]:('(?:[^']|'')*'|\S+)")  # name[type]:'quoted text' or name[type]:bare
+
+    def columns(text: str) -> dict:
+        values = {}
+        for name, literal in column.findall(text):
+            if literal == "null":
+                values[name] = None
+            elif literal.startswith("'"):
+                values[name] = literal[1:-1].replace("''", "'")
+            else:
+                values[name] = literal
+        return values
+
     table, op, rest = line[len("table ") :].split(": ", 2)
     before = after = None
     if op == "DELETE":
-        before = _columns(rest)
+        before = columns(rest)
     elif rest.startswith("old-key: "):
         old, new = rest[len("old-key: ") :].split(" new-tuple: ", 1)
-        before, after = _columns(old), _columns(new)
+        before, after = columns(old), columns(new)
     else:
-        after = _columns(rest)
+        after = columns(rest)
     return {"table": table, "op": op, "before": before, "after": after}
 
 

@@ -229,7 +229,8 @@ pd.DataFrame(
 # Write `alert_if_unhealthy(metrics, url)` for `metrics = {"processed": int, "failed": int, "lag": int}`: if more
 # than 5 % of the processed records failed, or the lag is above 100 records, POST one JSON message to `url` with a
 # `"reason"` and the metrics, and return `True`; otherwise send nothing and return `False`. No records processed
-# means no error rate (not a division by zero).
+# means no error rate (not a division by zero). The `requests` package is installed:
+# `requests.post(url, json=message, timeout=5)`.
 
 
 # %%
