@@ -211,7 +211,7 @@ codecs = performance.parquet_codecs(
 codecs
 
 # %% [markdown]
-# Typical reading: Parquet without any codec is already several times smaller than CSV (types and encodings);
+# Typical reading: Parquet without any codec is already less than half the size of the CSV (types and encodings);
 # snappy and lz4 are fast with a moderate ratio; zstd compresses better at a similar read speed (a common
 # default for warehouse files today; a higher level buys a little more); gzip compresses well but reads slower
 # (and at pyarrow's default level it is very slow to write). On your machine the timings are
