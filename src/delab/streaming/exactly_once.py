@@ -57,9 +57,9 @@ class Feeder:
 
             seq, started = 0, time.monotonic()
             while not self._stop.is_set():
-                due = started + seq / self.rate
-                if due > time.monotonic():
-                    time.sleep(min(due - time.monotonic(), 0.05))
+                wait = started + seq / self.rate - time.monotonic()
+                if wait > 0:
+                    time.sleep(min(wait, 0.05))
                     continue
                 producer.produce(self.topic, json.dumps(self._row(seq)), on_delivery=delivered)
                 producer.poll(0)
