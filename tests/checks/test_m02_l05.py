@@ -135,8 +135,22 @@ def test_validate():
         checks.errors_validate(rejects_duplicates, EVENTS)
     with pytest.raises(WrongAnswer, match="an order without customer_id"):
         checks.errors_validate(lambda o: validate_good(o) if "customer_id" in o else [], EVENTS)
+    with pytest.raises(WrongAnswer, match="second line has a negative quantity passed"):
+        checks.errors_validate(first_line_only, EVENTS)
+    with pytest.raises(WrongAnswer, match="KeyError") as failed:
+        checks.errors_validate(lambda o: [] if o["customer_id"] in EVENTS.known_customers else ["unknown"], EVENTS)
+    assert "lack a field" in failed.value.hint
     with pytest.raises(NotSolvedYet):
         checks.errors_validate(..., EVENTS)
+
+
+def first_line_only(order):
+    # looks only at the first line: the generator's broken orders happen to have their bad line first
+    problems = [p for p in validate_good(order) if p != "lines"]
+    lines = order.get("lines") or []
+    if not lines or lines[0]["quantity"] <= 0 or lines[0]["unit_price"] < 0:
+        problems.append("lines")
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------- routing
@@ -149,7 +163,7 @@ def raw_topic(lab_schema):
     return topic
 
 
-def make_route(headers=True, keep_bytes=True, parse=True):
+def make_route(headers=True, keep_bytes=True, parse=True, upsert=True):
     def route(message, conn, producer, dlq_topic):
         try:
             order = json.loads(message.value)
@@ -166,7 +180,7 @@ def make_route(headers=True, keep_bytes=True, parse=True):
         total = round(sum(li["quantity"] * li["unit_price"] for li in order["lines"]), 2)
         conn.execute(
             f"INSERT INTO {S}.orders_clean (order_id, customer_id, order_ts, channel, total) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (order_id) DO NOTHING",
+            "VALUES (%s, %s, %s, %s, %s)" + (" ON CONFLICT (order_id) DO NOTHING" if upsert else ""),
             [order["order_id"], order["customer_id"], order["order_ts"], order["channel"], total],
         )
         return "clean"
@@ -177,8 +191,12 @@ def make_route(headers=True, keep_bytes=True, parse=True):
 @pytest.mark.stack
 def test_route(raw_topic):
     checks.errors_route(make_route(), raw_topic)
-    with pytest.raises(WrongAnswer, match="route failed with"):
+    with pytest.raises(WrongAnswer, match="route failed on a poison record") as failed:
         checks.errors_route(make_route(parse=False), raw_topic)
+    assert "catch the parse error" in failed.value.hint
+    with pytest.raises(WrongAnswer, match="UniqueViolation") as failed:
+        checks.errors_route(make_route(upsert=False), raw_topic)
+    assert "upsert by order_id" in failed.value.hint
     with pytest.raises(WrongAnswer, match=r"error\.source"):
         checks.errors_route(make_route(headers=False), raw_topic)
     with pytest.raises(WrongAnswer, match="original key and value"):

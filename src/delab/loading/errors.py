@@ -64,7 +64,8 @@ def order_events(seed: int = 7, scale: float = 0.25, clean: int = 400) -> OrderE
             "channel": str(row.channel),
             "lines": by_order.get(int(row.order_id), []),
         }
-        records.append((str(row.order_id).encode(), json.dumps(event).encode()))
+        # compact JSON, as many producers send it: a dead letter re-encoded with json.dumps' defaults differs
+        records.append((str(row.order_id).encode(), json.dumps(event, separators=(",", ":")).encode()))
     step = max(1, len(records) // (len(POISON) + 1))
     positions = []
     for i, poison in enumerate(POISON):

@@ -140,7 +140,18 @@ def errors_retry(retry_policy: Callable, set_status: Callable) -> None:
 @exercise("m02.l05.e2")
 def errors_validate(validate: Callable, events) -> None:
     """Exactly the orders the generator broke are invalid; duplicates and good orders pass."""
-    run = learner_code("validate")(validate)
+    checked = learner_code("validate")(validate)
+
+    def run(order):
+        try:
+            return checked(order)
+        except WrongAnswer as failed:
+            if "KeyError" not in failed.message:
+                raise
+            raise WrongAnswer(
+                failed.message, hint="an order may lack a field: test that the required ones are there first."
+            ) from None
+
     samples = {
         "an order without customer_id": {
             "order_id": 1,
@@ -155,6 +166,16 @@ def errors_validate(validate: Callable, events) -> None:
             "channel": "fax",
             "lines": [{"product_id": 101, "quantity": 1, "unit_price": 5.0}],
         },
+        "an order whose second line has a negative quantity": {
+            "order_id": 1,
+            "customer_id": min(events.known_customers),
+            "order_ts": "2026-03-01T10:00:00",
+            "channel": "web",
+            "lines": [
+                {"product_id": 101, "quantity": 2, "unit_price": 5.0},
+                {"product_id": 102, "quantity": -1, "unit_price": 3.0},
+            ],
+        },
         "an order with no lines": {
             "order_id": 1,
             "customer_id": min(events.known_customers),
@@ -168,7 +189,10 @@ def errors_validate(validate: Callable, events) -> None:
         if not isinstance(result, list):
             raise WrongAnswer(f"for {what} you returned {result!r}, not a list of broken rules.")
         if not result:
-            raise WrongAnswer(f"{what} passed your rules.")
+            raise WrongAnswer(
+                f"{what} passed your rules.",
+                hint="look at every line, not only the first." if "second line" in what else None,
+            )
     flagged_wrongly, missed = [], {}
     for _, value in events.records:
         try:
@@ -215,7 +239,26 @@ def errors_route(route: Callable, raw_topic: str) -> None:
     if len(raw) < len(events.records):
         raise WrongAnswer(f"{raw_topic} holds {len(raw)} records, expected {len(events.records)}: run the cells above.")
     dlq = f"{SCHEMA}.orders_dlq.check_{uuid.uuid4().hex[:6]}"
-    run = learner_code("route")(route)
+
+    def run(message, conn, producer, dlq_topic):
+        try:
+            return route(message, conn, producer, dlq_topic)
+        except NotImplementedError:
+            raise
+        except Exception as error:
+            poison = message.key == b"poison"
+            first = (str(error).strip().splitlines() or [""])[0]
+            raise WrongAnswer(
+                f"route failed on {'a poison record' if poison else 'the record'} at offset {message.offset} with "
+                f"{type(error).__name__}: {first}",
+                hint="a record that is not JSON (not even text) must go to the dead-letter topic, not crash the "
+                "loop: catch the parse error."
+                if poison
+                else "a redelivered order (or the same order sent twice) must change nothing: upsert by order_id."
+                if type(error).__name__ == "UniqueViolation"
+                else "run route on that record in a cell of its own to see the whole error.",
+            ) from None
+
     producer = clients.kafka_producer(acks="all")
     outcomes = []
     with clients.postgres() as conn:
