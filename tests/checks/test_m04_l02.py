@@ -11,6 +11,7 @@ from pyiceberg.types import LongType, StringType
 
 from delab.checks.m04 import l02_schema_evolution as checks
 from delab.grading import NotSolvedYet, WrongAnswer
+from delab.lakehouse import storage
 
 pytestmark = pytest.mark.stack
 
@@ -126,6 +127,23 @@ def test_delta_rejects_dropping_the_new_column():
     with pytest.raises(WrongAnswer, match="no loyalty_points column"):
         checks.delta_add_column(
             lambda table, batch: write_deltalake(table, batch.drop_columns(["loyalty_points"]), mode="append")
+        )
+
+
+def test_delta_accepts_the_uri_with_storage_options():
+    checks.delta_add_column(
+        lambda table, batch: write_deltalake(
+            table.table_uri, batch, mode="append", schema_mode="merge", storage_options=storage.delta_storage_options()
+        )
+    )
+
+
+def test_delta_rejects_the_uri_without_storage_options(monkeypatch):
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ALLOW_HTTP"):
+        monkeypatch.delenv(name, raising=False)  # as in a learner's kernel: only storage_options reach the store
+    with pytest.raises(WrongAnswer, match="could not reach the object store"):
+        checks.delta_add_column(
+            lambda table, batch: write_deltalake(table.table_uri, batch, mode="append", schema_mode="merge")
         )
 
 

@@ -118,6 +118,12 @@ def delta_add_column(append_batch) -> None:
                 "Delta refused the batch: it has a column the table does not know.",
                 hint="a Delta writer adds new columns only when asked to merge the schemas.",
             ) from None
+        if "Kernel error" in wrong.message or "credentials" in wrong.message.lower():
+            raise WrongAnswer(
+                f"{wrong.message} — deltalake could not reach the object store.",
+                hint="writing to the DeltaTable itself reuses its storage options; a bare s3:// URI needs "
+                "storage_options=storage.delta_storage_options().",
+            ) from None
         raise
     after = storage.delta_table(uri)
     got = after.to_pyarrow_table().to_pandas()
