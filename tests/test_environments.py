@@ -39,6 +39,13 @@ def test_duckdb_matches_its_extension_wheels():
     assert extensions and set(extensions.values()) == {pins["duckdb"]}
 
 
+def test_pyspark_matches_its_kafka_connector_jars():
+    pins = envfiles.lock_pins(ROOT / "requirements" / "main.lock")
+    pom = (ROOT / "infra" / "native" / "pom.xml").read_text()
+    connector = re.search(r"<spark.kafka.version>([^<]+)</spark.kafka.version>", pom)
+    assert connector and connector.group(1) == pins["pyspark"], "pyspark and spark.kafka.version must move together"
+
+
 def test_environment_yml_mirrors_the_main_lock():
     expected = envfiles.render(ROOT / "requirements" / "main.lock")
     assert (ROOT / "environment.yml").read_text() == expected, "run `make lock` (or python -m delab.envfiles)"
