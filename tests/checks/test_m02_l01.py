@@ -174,6 +174,18 @@ def validate_no_duplicate_test(conn, table, frame):
     return {**verdict, "constraints": bad == 0}
 
 
+def validate_comparing_decimals(conn, table, frame):
+    # compares Postgres' numeric sum (a Decimal) with a numpy integer: TypeError, a common first attempt
+    n, qty = conn.execute(f"SELECT count(*), sum(quantity) FROM {table}").fetchone()
+    return {"counts": n == len(frame), "checksums": qty == frame.quantity.sum(), "constraints": True}
+
+
+def test_validate_explains_decimal_comparison():
+    with pytest.raises(WrongAnswer, match="validate_load failed with TypeError") as failed:
+        checks.validate_load_check(validate_comparing_decimals)
+    assert "Decimal" in failed.value.hint
+
+
 def test_validate_accepts_good_validator():
     checks.validate_load_check(validate_good)
 

@@ -209,8 +209,24 @@ def parallel_load_check(parallel_load) -> None:
 
 
 @learner_code("validate_load")
-def _run_validate(fn, conn, table, frame):
+def _run_validate_guarded(fn, conn, table, frame):
     return fn(conn, table, frame)
+
+
+def _run_validate(fn, conn, table, frame):
+    try:
+        return _run_validate_guarded(fn, conn, table, frame)
+    except WrongAnswer as failed:
+        # Decimal == numpy.int64 raises "argument must be an integer"; Decimal - float "unsupported operand"
+        if "TypeError" not in failed.message or not (
+            "Decimal" in failed.message or "must be an integer" in failed.message
+        ):
+            raise
+        raise WrongAnswer(
+            failed.message,
+            hint="Postgres returns sum() of integers as numeric, a Python Decimal, which does not mix with numpy or "
+            "float values: convert with int(...) (or float(...)) before comparing.",
+        ) from None
 
 
 def _load_plain(conn, table: str, frame: pd.DataFrame) -> None:
