@@ -63,6 +63,8 @@ def test_connector_rejects_shared_publication_slot_and_no_snapshot():
         checks.cdc_connector(name, without(good_config(name), "slot.name"))
     with pytest.raises(WrongAnswer, match="would never reach the topic"):
         checks.cdc_connector(name, {**good_config(name), "snapshot.mode": "no_data"})
+    with pytest.raises(WrongAnswer, match="never stream changes"):
+        checks.cdc_connector(name, {**good_config(name), "snapshot.mode": "initial_only"})
 
 
 def test_connector_placeholder():

@@ -89,6 +89,11 @@ def _static_connector_problems(name: str, config: dict) -> None:
             hint="let Debezium create the publication for the captured tables only.",
         )
     snapshot = config.get("snapshot.mode", "initial")
+    if snapshot == "initial_only":
+        raise WrongAnswer(
+            "snapshot.mode is 'initial_only': the connector would stop after the snapshot and never stream changes.",
+            hint="the connector should read the existing rows first, then stream changes.",
+        )
     if snapshot not in ("initial", "always", "when_needed"):
         raise WrongAnswer(
             f"snapshot.mode is {snapshot!r}: the rows already in the table would never reach the topic.",
