@@ -602,8 +602,11 @@ class Flink(NativeService):
                 "host": HOST,
                 "numberOfTaskSlots": int(os.environ.get("DELAB_FLINK_SLOTS", "4")),
                 "memory": {
-                    "process": {"size": os.environ.get("DELAB_FLINK_TM_MEMORY", "1280m")},
+                    "process": {"size": os.environ.get("DELAB_FLINK_TM_MEMORY", "1536m")},
                     "managed": {"size": "256m"},
+                    # Every job loads its Kafka/Iceberg/Python operator classes again: with the default 256 MB the
+                    # TaskManager died of "OutOfMemoryError: Metaspace" after ~40 jobs of a test run.
+                    "jvm-metaspace": {"size": "512m"},
                     "network": {"min": "64m", "max": "64m"},
                 },
             },
