@@ -82,16 +82,32 @@ def table_environment(streaming: bool = True, parallelism: int = 1) -> Any:
     return t_env
 
 
-def stream_environment(parallelism: int = 1) -> Any:
-    """A StreamExecutionEnvironment whose jobs run on the stack's Flink cluster."""
-    configure_client()
-    from pyflink.common import Configuration
-    from pyflink.datastream import StreamExecutionEnvironment
+def stream_environment(parallelism: int = 1, settings: dict[str, str] | None = None) -> Any:
+    """A StreamExecutionEnvironment whose jobs run on the stack's Flink cluster.
 
-    conf = Configuration()
-    for key, value in configuration(parallelism).items():
-        conf.set_string(key, value)
-    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    Built with the Java constructor ``new StreamExecutionEnvironment(conf)``, which honours
+    ``execution.target: remote``; PyFlink's ``get_execution_environment(conf)`` would start a local mini-cluster
+    for ``execute_and_collect`` instead. Python functions of the job run in a loopback worker inside this process
+    (kept alive by the kernel), which is how PyFlink runs code defined in a notebook. ``settings`` are extra
+    configuration entries (``pipeline.name``, ``python.fn-execution.bundle.size`` …).
+    """
+    configure_client()
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.fn_execution.beam.beam_worker_pool_service import BeamFnLoopbackWorkerPoolServicer
+    from pyflink.java_gateway import get_gateway
+
+    gateway = get_gateway()
+    conf = gateway.jvm.org.apache.flink.configuration.Configuration()
+    entries = {
+        **configuration(parallelism),
+        "python.loopback-server.address": BeamFnLoopbackWorkerPoolServicer().start(),
+        **(settings or {}),
+    }
+    for key, value in entries.items():
+        conf.setString(key, value)
+    env = StreamExecutionEnvironment(
+        gateway.jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment(conf)
+    )
     _init_filesystems()
     return env
 

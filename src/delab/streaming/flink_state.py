@@ -23,30 +23,11 @@ DELAY = windows.WATERMARK_DELAY
 
 def environments(job_name: str) -> tuple[Any, Any]:
     """A StreamExecutionEnvironment whose jobs run on the stack's cluster, and a StreamTableEnvironment on it."""
-    from pyflink.datastream import StreamExecutionEnvironment
-    from pyflink.fn_execution.beam.beam_worker_pool_service import BeamFnLoopbackWorkerPoolServicer
-    from pyflink.java_gateway import get_gateway
     from pyflink.table import StreamTableEnvironment
 
     from delab.stack import flink
 
-    flink.configure_client()
-    gateway = get_gateway()
-    conf = gateway.jvm.org.apache.flink.configuration.Configuration()
-    settings = {
-        **flink.configuration(1),
-        "pipeline.name": job_name,
-        "python.fn-execution.bundle.size": "1",
-        # the Python functions run in a worker inside this process (kept alive by the kernel)
-        "python.loopback-server.address": BeamFnLoopbackWorkerPoolServicer().start(),
-    }
-    for key, value in settings.items():
-        conf.setString(key, value)
-    # new StreamExecutionEnvironment(conf) honours execution.target=remote (getExecutionEnvironment(conf) would
-    # start a local mini-cluster)
-    env = StreamExecutionEnvironment(
-        gateway.jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment(conf)
-    )
+    env = flink.stream_environment(1, {"pipeline.name": job_name, "python.fn-execution.bundle.size": "1"})
     t_env = StreamTableEnvironment.create(env)
     t_env.get_config().set("pipeline.name", job_name)
     return env, t_env
