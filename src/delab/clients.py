@@ -117,17 +117,31 @@ def kafka_messages(topic: str, timeout: float = 10.0, max_messages: int = 100_00
 
 def connect_put(name: str, connector_config: dict, timeout: float = 60.0) -> dict:
     """Create or update a Kafka Connect connector (PUT is idempotent) and wait until it and its task run."""
-    import time
-
     import requests
 
     base = config.kafka().connect_url
     response = requests.put(f"{base}/connectors/{name}/config", json=connector_config, timeout=30)
     if response.status_code >= 400:
         raise RuntimeError(f"Kafka Connect refused {name}: {response.json().get('message', response.text)[:300]}")
+    return connect_wait_running(name, timeout)
+
+
+def connect_wait_running(name: str, timeout: float = 60.0, while_restarting: bool = False) -> dict:
+    """Wait until a connector and all its tasks run; returns Connect's status. A failed task is an error at once,
+    unless ``while_restarting`` (Connect just came back: its REST may not answer yet and tasks are re-assigned)."""
+    import time
+
+    import requests
+
+    base = config.kafka().connect_url
     deadline = time.monotonic() + timeout
     while True:
-        state = requests.get(f"{base}/connectors/{name}/status", timeout=10).json()
+        try:
+            state = requests.get(f"{base}/connectors/{name}/status", timeout=10).json()
+        except (requests.RequestException, ValueError):
+            if not while_restarting:
+                raise
+            state = {}
         tasks = state.get("tasks", [])
         if (
             state.get("connector", {}).get("state") == "RUNNING"
@@ -136,7 +150,7 @@ def connect_put(name: str, connector_config: dict, timeout: float = 60.0) -> dic
         ):
             return state
         failed = [t for t in tasks if t["state"] == "FAILED"]
-        if failed or time.monotonic() > deadline:
+        if (failed and not while_restarting) or time.monotonic() > deadline:
             trace = (failed[0].get("trace", "") if failed else "").splitlines()[:1]
-            raise RuntimeError(f"connector {name} is not running: {trace or state}")
+            raise RuntimeError(f"connector {name} is not running after {timeout:.0f} s: {trace or state}")
         time.sleep(0.5)

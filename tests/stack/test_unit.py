@@ -137,3 +137,10 @@ def test_namespace_prefixes_every_resource():
     assert namespace("03_streaming/02").prefix == "n03_streaming_02"
     with pytest.raises(StackError):
         namespace("--")
+
+
+def test_kafka_cluster_ids_never_look_like_an_option():
+    from delab.stack.native import kafka_cluster_id
+
+    ids = {kafka_cluster_id() for _ in range(3000)}
+    assert len(ids) == 3000 and all(len(i) == 22 and not i.startswith("-") for i in ids)

@@ -128,21 +128,4 @@ def consumer_lag(group: str, topic: str) -> int:
 
 def wait_running(name: str, timeout: float = 90.0) -> dict:
     """Wait until a connector and its task run again (after Connect came back); returns Connect's status."""
-    from delab.loading import cdc
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            state = cdc.connector_status(name) or {}
-        except Exception:  # Connect's REST is not up yet
-            state = {}
-        tasks = state.get("tasks", [])
-        if (
-            state.get("connector", {}).get("state") == "RUNNING"
-            and tasks
-            and all(t["state"] == "RUNNING" for t in tasks)
-        ):
-            return state
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"connector {name} is not running again after {timeout:.0f} s: {state}")
-        time.sleep(0.5)
+    return clients.connect_wait_running(name, timeout, while_restarting=True)

@@ -187,7 +187,9 @@ def port_taken_message(service: str, label: str, port: int) -> str:
     )
 
 
-def _start(spec: ProcessSpec) -> int:
+def _start(spec: ProcessSpec, preexec_fn: Callable[[], object] | None = None) -> int:
+    """Start one process: its own session, output appended to its log, pid and kernel start time in its pid file
+    (so a recycled pid is never signalled). ``preexec_fn`` runs in the child before exec (e.g. die with parent)."""
     log = layout.log_file(spec.name)
     log.parent.mkdir(parents=True, exist_ok=True)
     layout.pid_file(spec.name).parent.mkdir(parents=True, exist_ok=True)
@@ -195,7 +197,9 @@ def _start(spec: ProcessSpec) -> int:
     with open(log, "ab") as out:
         out.write(f"\n===== delab.stack: starting {spec.name} at {time.strftime('%F %T')} =====\n".encode())
         out.flush()
-        extra = {"user": spec.user, "group": spec.user, "extra_groups": []} if spec.user else {}
+        extra: dict = {"user": spec.user, "group": spec.user, "extra_groups": []} if spec.user else {}
+        if preexec_fn is not None:
+            extra["preexec_fn"] = preexec_fn
         child = subprocess.Popen(
             spec.argv,
             stdin=subprocess.DEVNULL,

@@ -87,6 +87,16 @@ def _java_env() -> dict[str, str]:
     return {"JAVA_HOME": str(home)} if home else {}
 
 
+def kafka_cluster_id() -> str:
+    """A random KRaft cluster id (base64url of a UUID) that never starts with '-': the storage tool's argument
+    parser would take one that does for an option (1 start in 64 failed with "expected one argument"), which is
+    also why Kafka's own Uuid.randomUuid() draws again in that case."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
+
+
 def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -208,7 +218,7 @@ class Kafka(NativeService):
         if (data / "meta.properties").exists():
             return
         data.mkdir(parents=True, exist_ok=True)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = kafka_cluster_id()
         result = subprocess.run(
             [
                 *_jvm("256m"),

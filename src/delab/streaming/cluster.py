@@ -19,7 +19,6 @@ kernel start time must both match).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import shutil
@@ -27,7 +26,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -159,7 +157,7 @@ def _prepare() -> None:
             shutil.rmtree(data_dir(node), ignore_errors=True)
         unformatted = list(NODES)
         id_file.parent.mkdir(parents=True, exist_ok=True)
-        id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        id_file.write_text(native.kafka_cluster_id())
     cluster_id = id_file.read_text().strip()
 
     def fmt(node: int) -> subprocess.CompletedProcess:
@@ -206,27 +204,8 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 
 def _launch(spec: native.ProcessSpec) -> int:
-    """Start a node like the stack starts its services (own session, log file, pid file with the kernel's start
-    time so a recycled pid is never signalled), tied to the life of the calling process."""
-    log = layout.log_file(spec.name)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    layout.pid_file(spec.name).parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        out.write(f"\n===== delab.streaming.cluster: starting {spec.name} at {time.strftime('%F %T')} =====\n".encode())
-        out.flush()
-        child = subprocess.Popen(
-            spec.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=spec.cwd,
-            env={**os.environ, **spec.env},
-            start_new_session=True,
-            preexec_fn=_die_with_parent(),
-        )
-    manager._children.append(child)  # reaped by the stack's helpers
-    layout.pid_file(spec.name).write_text(f"{child.pid} {manager._start_time(child.pid)}\n")
-    return child.pid
+    """Start a node like the stack starts its services, tied to the life of the calling process."""
+    return manager._start(spec, preexec_fn=_die_with_parent())
 
 
 def _pid(node: int) -> int | None:
