@@ -8,6 +8,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
@@ -115,6 +116,19 @@ def parsed_orders(parse_orders: Callable) -> None:
 # --------------------------------------------------------------------------------------- e2: backfill trigger
 
 
+def _wait_until_done(query: Any, rows: int, timeout: float = 120.0, grace: float = 10.0) -> None:
+    """Wait until the query stops by itself, or has processed all ``rows`` and then kept running for ``grace``
+    seconds (a query that waits for new data forever), or ``timeout`` passed."""
+    deadline, drained_at = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        if query.awaitTermination(1):
+            return
+        if sum(p["numInputRows"] for p in query.recentProgress) >= rows:
+            drained_at = drained_at or time.monotonic()
+            if time.monotonic() - drained_at > grace:
+                return
+
+
 @exercise("m03.l06.e2")
 def backfill_query(start_backfill: Callable) -> None:
     """A query that processes everything available, in micro-batches, into Parquet, and stops."""
@@ -135,7 +149,7 @@ def backfill_query(start_backfill: Callable) -> None:
             hint="return the result of writeStream....start().",
         )
     try:
-        query.awaitTermination(120)
+        _wait_until_done(query, len(events))
     except Exception as error:  # the query failed: say how in one line
         first = str(error).strip().splitlines()[0][:300]
         raise WrongAnswer(f"the query failed: {first}") from None
