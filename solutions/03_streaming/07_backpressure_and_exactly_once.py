@@ -14,7 +14,7 @@
 # - run a Flink job with checkpoints and an **exactly-once** Kafka sink, kill its TaskManager mid-run, and prove
 #   that nothing was lost or duplicated.
 #
-# *Needs:* Kafka and Flink (started for you). Kernel: `delab-flink`. About 40 minutes. The last part stops the
+# *Needs:* Kafka, Flink and the object store (started for you). Kernel: `delab-flink`. About 40 minutes. The last part stops the
 # shared Flink TaskManager: it waits until no other notebook uses Flink.
 
 # %%
@@ -26,7 +26,7 @@ from confluent_kafka import Producer
 from delab import check, config, datasets, stack
 from delab.streaming import exactly_once, flink_jobs
 
-stack.require("kafka", "flink")
+stack.require("kafka", "flink", "s3")  # checkpoints go to the object store
 ns = stack.namespace("m03_l07")
 flink_jobs.cancel_jobs(ns.prefix)  # jobs an earlier run of this notebook may have left on the shared cluster
 topics = flink_jobs.fresh_topics(ns, ["bench", "consume", "orders_txn", "payments", "ledger"])
