@@ -14,8 +14,8 @@
 # - run a Flink job with checkpoints and an **exactly-once** Kafka sink, kill its TaskManager mid-run, and prove
 #   that nothing was lost or duplicated.
 #
-# *Needs:* Kafka, Flink and the object store (started for you). Kernel: `delab-flink`. About 40 minutes. The last part stops the
-# shared Flink TaskManager: it waits until no other notebook uses Flink.
+# *Needs:* Kafka, Flink and the object store (started for you). Kernel: `delab-flink`. About 40 minutes. The last
+# part stops the shared Flink TaskManager: it waits until no other notebook uses Flink.
 
 # %%
 import time
