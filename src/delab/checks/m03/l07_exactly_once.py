@@ -39,6 +39,18 @@ def _count(topic: str, isolation: str = "read_committed") -> int:
     return len(flink_jobs.read_json(topic, isolation=isolation))
 
 
+def _visible(topic: str, expected: int, timeout: float = 15.0) -> int:
+    """How many messages read_committed readers see, waiting up to ``timeout`` for ``expected``: the transaction
+    coordinator answers a commit before its markers reach the partitions, so a reader right after
+    commit_transaction() may briefly see nothing of the batch."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = _count(topic)
+        if seen == expected or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.5)
+
+
 # ------------------------------------------------------------------------------------------ e1 producer bench
 
 
@@ -171,9 +183,10 @@ def transaction_all_or_nothing(publish_in_transaction) -> None:
         raise
     except Exception as error:
         raise WrongAnswer(f"publish_in_transaction failed on a good batch: {type(error).__name__}: {error}") from None
-    if _count(topic) != len(good):
+    seen = _visible(topic, len(good))
+    if seen != len(good):
         raise WrongAnswer(
-            f"after a good batch of {len(good)}, read_committed readers see {_count(topic)} messages.",
+            f"after a good batch of {len(good)}, read_committed readers see {seen} messages.",
             hint="commit the transaction at the end of the batch.",
         )
     bad = [{"seq": 100 + i, "amount": 1.0} for i in range(10)]
@@ -201,7 +214,7 @@ def transaction_all_or_nothing(publish_in_transaction) -> None:
             f"after an aborted batch the producer cannot start again: {type(error).__name__}: {error}",
             hint="abort_transaction() leaves the producer ready for the next begin_transaction().",
         ) from None
-    if _count(topic) != 2 * len(good):
+    if _visible(topic, 2 * len(good)) != 2 * len(good):
         raise WrongAnswer("the batch after an aborted one did not become visible.", hint="commit it.")
 
 
