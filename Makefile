@@ -50,19 +50,24 @@ lint: .venv/.synced
 	.venv/bin/ruff format --check src tests solutions scripts conftest.py
 	.venv/bin/delab notebooks --check
 
-# Unit tests, the in-sync and curriculum checks, the kernels and JupyterLab; then every solution notebook (must
-# pass); then every lab notebook (must stop at its first "Not solved yet"); then the tests that need the Airflow
-# and Flink environments. Phases run one after another because a lab's tests, solution and student notebook share
-# the lab's namespace in the services; within a phase, files run in parallel (one file per worker).
+# Unit tests, the in-sync and curriculum checks, the kernels and JupyterLab — with, alongside, the tests that need
+# the Airflow and Flink environments; then every solution notebook (must pass); then every lab notebook (must stop
+# at its first "Not solved yet"). Phases run one after another because a lab's tests, solution and student
+# notebook share the lab's namespace in the services; within a phase, files run in parallel (one file per worker).
 NBVAL := --nbval-lax --nbval-cell-timeout 300
 test: export DELAB_TEST_STATE_DIR = $(CURDIR)/$(STATE)/test-state
 test: setup lint
-	rm -rf $(STATE)/test-state
-	.venv/bin/pytest -n $(JOBS) --dist loadfile tests $(PYTEST_ARGS)
+	rm -rf $(STATE)/test-state && mkdir -p $(STATE)/test-state
+	@echo "tests/airflow and tests/flink run alongside, in their own environments (logs: $(STATE)/test-state/*.log)"
+	@.venv-airflow/bin/pytest -q tests/airflow $(PYTEST_ARGS) > $(STATE)/test-state/airflow.log 2>&1 & airflow=$$!; \
+	.venv-flink/bin/pytest -q tests/flink $(PYTEST_ARGS) > $(STATE)/test-state/flink.log 2>&1 & flink=$$!; \
+	.venv/bin/pytest -n $(JOBS) --dist loadfile tests $(PYTEST_ARGS); main=$$?; \
+	wait $$airflow; a=$$?; wait $$flink; f=$$?; \
+	for env in airflow flink; do rc=$$a; [ $$env = flink ] && rc=$$f; echo "--- tests/$$env (exit $$rc)"; \
+		if [ $$rc -eq 0 ]; then tail -n 1 $(STATE)/test-state/$$env.log; else cat $(STATE)/test-state/$$env.log; fi; done; \
+	[ $$main -eq 0 ] && [ $$a -eq 0 ] && [ $$f -eq 0 ]
 	.venv/bin/pytest -n $(JOBS) --dist loadfile $(NBVAL) solutions $(PYTEST_ARGS)
 	.venv/bin/pytest -n $(JOBS) --dist loadfile $(NBVAL) labs $(PYTEST_ARGS)
-	.venv-airflow/bin/pytest tests/airflow $(PYTEST_ARGS)
-	.venv-flink/bin/pytest tests/flink $(PYTEST_ARGS)
 
 lock: | $(UV)
 	for env in main flink airflow; do \
