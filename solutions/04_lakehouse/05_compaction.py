@@ -25,10 +25,11 @@ import pandas as pd
 from delab import check, clients, config, flinksql, lakehouse, stack
 from delab.lakehouse import engines, ops
 from delab.stack import flink
+from delab.streaming import flink_jobs
 
 stack.require("kafka", "flink", "postgres", "s3")
 JOB_PREFIX = "m04_l05"
-print("cancelled leftovers:", ops.cancel_flink_jobs(JOB_PREFIX))  # an earlier run stopped midway
+print("cancelled leftovers:", flink_jobs.cancel_jobs(JOB_PREFIX))  # an earlier run stopped midway
 cat = lakehouse.catalog()
 ns = lakehouse.fresh_namespace(cat, "m04_l05")
 topic = ops.fresh_topic(stack.namespace("m04_l05").topic("clicks"))
@@ -71,7 +72,12 @@ job = flinksql.run(
     },
 )
 ops.trickle_json(topic, events, seconds=8)
-print("job", job.job_id, ops.wait_for_flink_job(job.job_id), f"after {time.monotonic() - started:.0f} s")
+print(
+    "job",
+    job.job_id,
+    flink_jobs.wait_for_state(job.job_id, flink_jobs.TERMINAL),
+    f"after {time.monotonic() - started:.0f} s",
+)
 clicks_table = cat.load_table(f"{ns}.clicks")
 ops.file_stats(clicks_table)
 
@@ -260,7 +266,7 @@ clicks_table = cat.load_table(f"{ns}.clicks")
 assert duck.sql(query.format(clicks_table.metadata_location) + " ORDER BY 1").fetchall() == expected_answer
 stages.append(measure("after expiry + orphans", clicks_table))
 before_after = pd.DataFrame(stages).set_index("stage")
-print(ops.cancel_flink_jobs(JOB_PREFIX) or "no job of this lab left running")
+print(flink_jobs.cancel_jobs(JOB_PREFIX) or "no job of this lab left running")
 before_after
 
 # %% [markdown]

@@ -173,46 +173,6 @@ def maintenance_figures(table: Any) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- a streaming writer (lab 05)
 
 
-def flink_jobs(prefix: str) -> list[dict]:
-    """Jobs of the shared Flink cluster whose name starts with ``prefix`` (id, name, state)."""
-    import requests
-
-    overview = requests.get(f"{config.flink().rest_url.rstrip('/')}/jobs/overview", timeout=10).json()
-    return [
-        {"id": job["jid"], "name": job["name"], "state": job["state"]}
-        for job in overview.get("jobs", [])
-        if job["name"].startswith(prefix)
-    ]
-
-
-def cancel_flink_jobs(prefix: str) -> list[str]:
-    """Cancel this lab's running jobs (never anyone else's: the prefix is required); returns their ids."""
-    import requests
-
-    if not prefix:
-        raise ValueError("cancel_flink_jobs needs the lab's prefix")
-    cancelled = []
-    for job in flink_jobs(prefix):
-        if job["state"] not in ("FINISHED", "FAILED", "CANCELED"):
-            requests.patch(f"{config.flink().rest_url.rstrip('/')}/jobs/{job['id']}?mode=cancel", timeout=10)
-            cancelled.append(job["id"])
-    return cancelled
-
-
-def wait_for_flink_job(job_id: str, timeout: float = 120) -> str:
-    """Wait until a job reaches a final state; returns it (FINISHED, FAILED, CANCELED)."""
-    import requests
-
-    deadline = time.monotonic() + timeout
-    state = "UNKNOWN"
-    while time.monotonic() < deadline:
-        state = requests.get(f"{config.flink().rest_url.rstrip('/')}/jobs/{job_id}", timeout=10).json()["state"]
-        if state in ("FINISHED", "FAILED", "CANCELED"):
-            return state
-        time.sleep(0.5)
-    raise TimeoutError(f"Flink job {job_id} is still {state} after {timeout:.0f} s")
-
-
 def fresh_topic(topic: str, partitions: int = 1) -> str:
     """Delete ``topic`` if it exists and create it empty."""
     from kafka.admin import KafkaAdminClient, NewTopic
