@@ -66,6 +66,63 @@ def _init_filesystems() -> None:
     jvm.org.apache.flink.core.fs.FileSystem.initialize(conf, plugins)
 
 
+_PINNED: dict[str, Any] = {}
+
+
+def pin_planner_threads(t_env: Any) -> None:
+    """Make the Table API planner usable from every py4j connection of this process (FLINK-23020).
+
+    Calcite keeps the planner's metadata provider in a ThreadLocal that Flink sets only on the Java thread that
+    created the planner. py4j serves each Python connection with its own Java thread, and opens a new connection
+    whenever a cell is interrupted or another Python thread (a garbage collection, a Kafka client) uses the
+    gateway at the same time; planning on that thread then fails with ``NullPointerException:
+    metadataHandlerProvider``. This sets the provider on every idle connection's thread and on each new one.
+    """
+    from py4j.java_gateway import get_command_part
+    from py4j.protocol import CALL_COMMAND_NAME, END_COMMAND_PART
+    from pyflink.java_gateway import get_gateway
+
+    gateway = get_gateway()
+    client = gateway._gateway_client
+    if getattr(client, "_delab_pinned", False):
+        return
+    jvm = gateway.jvm
+    j_tenv = getattr(t_env, "_j_tenv", t_env)
+    loader = j_tenv.getPlanner().getClass().getClassLoader()
+
+    def planner_class(name: str) -> Any:
+        return jvm.java.lang.Class.forName(name, True, loader)
+
+    module = planner_class("org.apache.flink.table.planner.plan.metadata.FlinkDefaultRelMetadataProvider$")
+    flink_provider = module.getField("MODULE$").get(None).INSTANCE()
+    param_types = gateway.new_array(jvm.java.lang.Class, 1)
+    param_types[0] = planner_class("org.apache.calcite.rel.metadata.RelMetadataProvider")
+    args = gateway.new_array(jvm.java.lang.Object, 1)
+    args[0] = flink_provider
+    janino = planner_class("org.apache.calcite.rel.metadata.JaninoRelMetadataProvider")
+    provider = janino.getMethod("of", param_types).invoke(None, args)
+    thread_local = planner_class("org.apache.calcite.rel.metadata.RelMetadataQueryBase").getField("THREAD_PROVIDERS")
+    thread_local = thread_local.get(None)
+    _PINNED.update(provider=provider, thread_local=thread_local)  # keep both alive on the Java side
+    command = CALL_COMMAND_NAME + thread_local._target_id + "\nset\n" + get_command_part(provider) + END_COMMAND_PART
+
+    def pin(connection: Any) -> Any:
+        connection.send_command(command)  # runs on the Java thread that serves this connection
+        return connection
+
+    create = client._create_connection
+    client._create_connection = lambda: pin(create())
+    idle = []
+    while True:  # the idle connections, taken out so that no other thread uses one meanwhile
+        try:
+            idle.append(client.deque.pop())
+        except IndexError:
+            break
+    for connection in reversed(idle):
+        client._give_back_connection(pin(connection))
+    client._delab_pinned = True
+
+
 def table_environment(streaming: bool = True, parallelism: int = 1) -> Any:
     """A TableEnvironment whose jobs run on the stack's Flink cluster."""
     configure_client()
@@ -78,6 +135,7 @@ def table_environment(streaming: bool = True, parallelism: int = 1) -> Any:
     builder = EnvironmentSettings.new_instance()
     builder = builder.in_streaming_mode() if streaming else builder.in_batch_mode()
     t_env = TableEnvironment.create(builder.with_configuration(conf).build())
+    pin_planner_threads(t_env)
     _init_filesystems()
     return t_env
 

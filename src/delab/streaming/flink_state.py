@@ -29,6 +29,7 @@ def environments(job_name: str) -> tuple[Any, Any]:
 
     env = flink.stream_environment(1, {"pipeline.name": job_name, "python.fn-execution.bundle.size": "1"})
     t_env = StreamTableEnvironment.create(env)
+    flink.pin_planner_threads(t_env)
     t_env.get_config().set("pipeline.name", job_name)
     return env, t_env
 
