@@ -194,8 +194,10 @@ print(f"E read {len(catcher.read)} records; the lag was {int(behind['lag'].sum()
 # Write `lag_by_partition(group, topic)` returning `{partition: lag}` for every partition of `topic`. Get the
 # log-end offsets with a `KafkaConsumer`'s `end_offsets([...TopicPartition...])` (no group needed:
 # `kafka.KafkaConsumer(bootstrap_servers=bootstrap)`) and the group's committed offsets with
-# `kb.admin().list_group_offsets({group: None})[group]` (a dict `TopicPartition → OffsetAndMetadata`). Close
-# what you open.
+# `kb.admin().list_group_offsets({group: None})[group]` (a dict `TopicPartition → OffsetAndMetadata` covering
+# every topic the group has committed on). A partition the group has never committed on has no entry: the group
+# would read it from its start, so count its lag from offset 0 (the `lag` column above does the same). Close what
+# you open.
 
 # %%
 bootstrap = config.kafka().bootstrap_servers
@@ -254,7 +256,9 @@ print("never processed:", sorted(i for i in range(at_most_once.messages) if at_m
 # ### Exercise 3 — at-least-once
 # Write `handle_batch(consumer, records, process)` so that a crash never loses a message: process every record
 # of the batch with `process(record)`, and commit (`consumer.commit()` commits the positions the last poll
-# reached) only when the whole batch is done. Do not catch the crash — it stands for the process dying.
+# reached) only when the whole batch is done. Do not catch the crash — it stands for the process dying. The check
+# is stricter than the demo above: it crashes your consumer *while* it processes a message, whose work dies with
+# the process.
 
 
 # %%

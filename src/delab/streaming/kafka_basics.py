@@ -396,19 +396,25 @@ def run_with_crash(
     batch_size: int = 10,
     bootstrap: str | None = None,
     timeout: float = 30.0,
+    mid_processing: bool = False,
 ) -> CrashReport:
     """Consume ``topic`` (filled by ``fill_numbered``) in ``group`` with ``handle_batch(consumer, records,
     process)`` and make the consumer crash right after it has processed its ``crash_after``-th message (that
-    message is processed, then the process "dies" before anything else happens). A second consumer of the same
-    group then takes over from the group's committed offsets and drains the topic. Returns how often each
-    message was processed."""
+    message is processed, then the process "dies" before anything else happens). With ``mid_processing`` it
+    dies *while* processing that message instead: the message's work dies with it and does not count. A second
+    consumer of the same group then takes over from the group's committed offsets and drains the topic. Returns
+    how often each message was processed."""
     messages = sum(end_offsets(topic, bootstrap).values())
     processed: Counter = Counter()
-    crash = {"armed": True, "escaped": False}
+    crash = {"armed": True, "escaped": False, "calls": 0}
 
     def process(record) -> None:
+        crash["calls"] += 1
+        if crash["armed"] and mid_processing and crash["calls"] >= crash_after:
+            crash["armed"] = False
+            raise SimulatedCrash(f"crashed while processing message {int(record.value)}")
         processed[int(record.value)] += 1
-        if crash["armed"] and sum(processed.values()) >= crash_after:
+        if crash["armed"] and not mid_processing and sum(processed.values()) >= crash_after:
             crash["armed"] = False
             raise SimulatedCrash(f"crashed after processing message {int(record.value)}")
 
