@@ -239,6 +239,24 @@ def test_retries_reject_swallowing_errors(rates_service):
         checks.fetch_rates_with_backoff(make_fetch_rates(rates_service, swallow=True), rates_service)
 
 
+def test_retries_reject_a_retry_loop_inside_the_task(rates_service):
+    """Retrying inside the task body (no waits) makes the same 4 calls, but gives the service no time."""
+    import httpx
+    from prefect import task
+    from prefect.tasks import exponential_backoff
+
+    def get_rates(day: str) -> dict:
+        for _ in range(5):
+            response = httpx.get(f"{rates_service.url}/rates", params={"day": day}, timeout=5)
+            if not response.is_error:
+                return response.json()["rates"]
+        response.raise_for_status()
+
+    looping = task(get_rates, retries=4, retry_delay_seconds=exponential_backoff(0.1), retry_jitter_factor=0.2)
+    with pytest.raises(WrongAnswer, match="shorter than the configured"):
+        checks.fetch_rates_with_backoff(looping, rates_service)
+
+
 def test_retries_placeholder_is_not_solved(rates_service):
     from prefect import task
     from prefect.tasks import exponential_backoff

@@ -364,11 +364,15 @@ def fetch_rates_with_backoff(fetch_rates, rates_service) -> None:
             f"the service was called {len(attempts)} times; 3 failures then a success is 4 calls.",
             hint="one request per attempt: let Prefect do the retrying.",
         )
+    # Each retry must really have waited its configured delay (less the jitter). Only a lower bound: the time a
+    # task run takes on a busy machine adds to every gap, so comparing gaps with each other is noise.
     gaps = [b.at - a.at for a, b in itertools.pairwise(attempts)]
-    if gaps[-1] < 1.5 * gaps[0]:
+    jitter = float(fetch_rates.retry_jitter_factor or 0)
+    if any(gap < 0.9 * (1 - jitter) * delay for gap, delay in zip(gaps, delays, strict=False)):
         raise WrongAnswer(
-            f"the observed waits {[round(g, 2) for g in gaps]} s between attempts did not grow.",
-            hint="each retry should wait longer than the one before.",
+            f"the observed waits {[round(g, 2) for g in gaps]} s between attempts are shorter than the "
+            f"configured {delays}.",
+            hint="let Prefect wait between retries (retry_delay_seconds); do not retry inside the task.",
         )
     # a service that stays down: the task must end Failed after its retries, not 'succeed' with nothing
     rates_service.clear()
