@@ -102,7 +102,7 @@ def errors_retry(retry_policy: Callable, set_status: Callable) -> None:
             ) from None
         else:
             raise WrongAnswer("a status the CHECK constraint forbids did not raise.")
-        if _attempts(fn).get("attempt_number", 1) > 1 or time.monotonic() - started > 0.5:
+        if _attempts(fn).get("attempt_number", 1) > 1 or time.monotonic() - started > 1.5:
             raise WrongAnswer(
                 f"a CHECK violation was tried {_attempts(fn).get('attempt_number')} times.",
                 hint="retry only the transient exception type; a constraint violation never goes away.",
