@@ -118,8 +118,9 @@ ops.file_stats(tables["by_day_and_customer"])
 #
 # ### Exercise 2 — one day, whatever the layout
 # Write `one_day`, a row filter (a string such as `"col >= '…'"`, or a pyiceberg expression) that selects the
-# clicks of **3 March 2026** — every one of them, and nothing of the 2nd or the 4th. The check runs it on
-# `by_day` and on `by_hour` and counts rows and planned files.
+# clicks of **3 March 2026** — every one of them, and nothing of the 2nd or the 4th. `event_time` has no time zone
+# and pyiceberg reads a timestamp literal only in full ISO form, `'2026-01-31T08:00:00'`. The check runs your
+# filter on `by_day` and `by_hour` (rows and planned files) and on a few clicks placed at the edges of the day.
 
 # %%
 ### BEGIN SOLUTION
@@ -132,7 +133,7 @@ check.m04.hidden_partition_filter(one_day, tables)
 # %% [markdown]
 # ## Pruning, measured
 # `table.scan(row_filter=...).plan_files()` is the list of files a reader would open after pruning. For four
-# queries we count, in every layout, the files planned and their share of the table's bytes.
+# queries we count, in every layout, the files and KiB planned and their share of the table's bytes.
 
 # %%
 queries = {
@@ -183,7 +184,8 @@ measured
 #
 # ### Exercise 3 — pick the layout
 # Write `cheapest`, a dict from each label of `queries` to the name of the layout (a key of `tables`) whose scan
-# plans the **fewest bytes** for it. Read them off the measurements above; the check recomputes them.
+# plans the **fewest bytes** for it — KiB, not the share: the layouts differ in total size. Read them off the
+# plans above (or compute them from `pruning`); the check recomputes them.
 
 # %%
 ### BEGIN SOLUTION

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
 from pyiceberg.partitioning import PartitionField, PartitionSpec
@@ -82,6 +84,27 @@ def test_layout_rejects_identity_customer_and_no_return(tables):
         checks.daily_bucketed_layout(forgets_return)
 
 
+def test_layout_rejects_a_function_that_writes_data(tables):
+    def create_and_fill(cat, identifier):
+        table = creator((6, DayTransform(), "d"), (3, BucketTransform(8), "b"))(cat, identifier)
+        table.append(ops.clicks(days=1))
+        return table
+
+    with pytest.raises(WrongAnswer, match=r"already holds \d+ rows: your function wrote data"):
+        checks.daily_bucketed_layout(create_and_fill)
+
+
+def test_layout_accepts_a_spec_added_after_creation(tables):
+    def evolve_after_create(cat, identifier):
+        table = cat.create_table(identifier, schema=ops.clicks_schema())
+        with table.update_spec() as update:
+            update.add_field("customer_id", BucketTransform(8), "customer_bucket")
+            update.add_field("event_time", DayTransform(), "event_day")
+        return table
+
+    checks.daily_bucketed_layout(evolve_after_create)
+
+
 def test_layout_placeholders():
     with pytest.raises(NotSolvedYet):
         checks.daily_bucketed_layout(...)
@@ -111,6 +134,40 @@ def test_filter_rejects_partition_field_and_open_interval(tables):
         checks.hidden_partition_filter("event_time >= '2026-03-03T00:00:00'", tables)
 
 
+def test_filter_accepts_datetimes_and_the_last_microsecond(tables):
+    checks.hidden_partition_filter(
+        And(GreaterThanOrEqual("event_time", datetime(2026, 3, 3)), LessThan("event_time", datetime(2026, 3, 4))),
+        tables,
+    )
+    checks.hidden_partition_filter(
+        "event_time >= '2026-03-03T00:00:00' AND event_time <= '2026-03-03T23:59:59.999999'", tables
+    )
+
+
+def test_filter_rejects_the_next_midnight(tables):
+    # the week's data has no click at 2026-03-04 00:00:00, so only the edge clicks catch this
+    with pytest.raises(WrongAnswer, match="also selects a click at 2026-03-04 00:00:00"):
+        checks.hidden_partition_filter(
+            "event_time >= '2026-03-03T00:00:00' and event_time <= '2026-03-04T00:00:00'", tables
+        )
+
+
+def test_filter_rejects_the_last_second_and_the_first_midnight(tables):
+    with pytest.raises(WrongAnswer, match=r"misses a click at 2026-03-03 23:59:59\.500000"):
+        checks.hidden_partition_filter(
+            "event_time >= '2026-03-03T00:00:00' and event_time <= '2026-03-03T23:59:59'", tables
+        )
+    with pytest.raises(WrongAnswer, match="misses a click at 2026-03-03 00:00:00"):
+        checks.hidden_partition_filter(
+            "event_time > '2026-03-03T00:00:00' and event_time < '2026-03-04T00:00:00'", tables
+        )
+
+
+def test_filter_explains_a_bare_date_literal(tables):
+    with pytest.raises(WrongAnswer, match=r"could not read a timestamp of your filter.*2026-03-03.*Hint: event_time"):
+        checks.hidden_partition_filter("event_time >= '2026-03-03' and event_time < '2026-03-04'", tables)
+
+
 def test_filter_rejects_equality_on_midnight(tables):
     with pytest.raises(WrongAnswer, match="selects 0 rows"):
         checks.hidden_partition_filter("event_time = '2026-03-03T00:00:00'", tables)
@@ -126,6 +183,17 @@ BEST = {"one day": "by_day", "one customer": "by_customer_bucket", "checkouts": 
 
 def test_cheapest_accepts_measured_best(tables):
     checks.cheapest_layouts(BEST, tables, QUERIES)
+
+
+def test_cheapest_accepts_a_series_and_table_objects(tables):
+    pruning = ops.pruning_table(tables, QUERIES)
+    checks.cheapest_layouts(pruning.pivot(index="layout", columns="query", values="KiB").idxmin(), tables, QUERIES)
+    checks.cheapest_layouts({label: tables[layout] for label, layout in BEST.items()}, tables, QUERIES)
+
+
+def test_cheapest_hint_compares_kib_not_shares(tables):
+    with pytest.raises(WrongAnswer, match="Hint: compare the KiB each plan reads, not its share"):
+        checks.cheapest_layouts({**BEST, "one customer": "flat"}, tables, QUERIES)
 
 
 def test_cheapest_rejects_hourly_for_a_day_and_missing_query(tables):
@@ -153,6 +221,38 @@ def evolve_right(table):
 
 def test_evolution_accepts_metadata_change(tables):
     checks.evolution_without_rewrite(evolve_right)
+
+
+def test_evolution_accepts_the_fluent_api_and_a_default_name(tables):
+    checks.evolution_without_rewrite(
+        lambda table: table.update_spec().remove_field("event_day").add_field("event_time", HourTransform()).commit()
+    )
+
+
+def test_evolution_rejects_two_commits(tables):
+    def two_commits(table):
+        with table.update_spec() as update:
+            update.remove_field("event_day")
+        with table.update_spec() as update:
+            update.add_field("event_time", HourTransform(), "event_hour")
+
+    with pytest.raises(WrongAnswer, match="made 2 metadata commits"):
+        checks.evolution_without_rewrite(two_commits)
+
+
+def test_evolution_rejects_rename_and_removal_alone(tables):
+    def rename(table):
+        with table.update_spec() as update:
+            update.rename_field("event_day", "event_hour")
+
+    def remove(table):
+        with table.update_spec() as update:
+            update.remove_field("event_day")
+
+    with pytest.raises(WrongAnswer, match="by day only"):
+        checks.evolution_without_rewrite(rename)
+    with pytest.raises(WrongAnswer, match="the new spec is unpartitioned"):
+        checks.evolution_without_rewrite(remove)
 
 
 def test_evolution_rejects_rewrite(tables):

@@ -68,7 +68,7 @@ def scan_plan(table: Any, row_filter: Any = "True") -> ScanPlan:
 
 
 def pruning_table(tables: dict[str, Any], predicates: dict[str, Any]) -> pd.DataFrame:
-    """One row per layout (table) and predicate: files and bytes a scan plans to read, out of the table's total."""
+    """One row per layout (table) and predicate: files and KiB a scan plans to read, and their share of the table."""
     rows = []
     for layout, table in tables.items():
         for label, predicate in predicates.items():
@@ -79,8 +79,10 @@ def pruning_table(tables: dict[str, Any], predicates: dict[str, Any]) -> pd.Data
                     "query": label,
                     "files": plan.files,
                     "of files": plan.total_files,
+                    "KiB": round(plan.bytes / 1024, 1),
                     "% bytes": round(100 * plan.share_of_bytes, 1),
-                    "planned": f"{plan.files}/{plan.total_files} files, {100 * plan.share_of_bytes:.0f}%",
+                    "planned": f"{plan.files}/{plan.total_files} files, {plan.bytes / 1024:.0f} KiB"
+                    f" ({100 * plan.share_of_bytes:.0f}%)",
                 }
             )
     return pd.DataFrame(rows)

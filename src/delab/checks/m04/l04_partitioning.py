@@ -4,6 +4,7 @@ real Iceberg tables in the shared catalog and recomputes what it expects from th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -89,6 +90,12 @@ def daily_bucketed_layout(create_fn: Any) -> None:
         )
     if len(table.spec().fields) != 2:
         raise WrongAnswer(f"the spec has {len(table.spec().fields)} fields, expected 2.", hint="day + bucket only.")
+    already = sum(f["record_count"] for f in table.inspect.files().to_pylist())
+    if already:
+        raise WrongAnswer(
+            f"the new table already holds {already} rows: your function wrote data.",
+            hint="only create the table; the cell after the check appends the week.",
+        )
     sample = ops.clicks(days=2)
     table.append(sample)
     files = table.inspect.files().to_pylist()
@@ -98,6 +105,13 @@ def daily_bucketed_layout(create_fn: Any) -> None:
     if len(days) != 2:
         raise WrongAnswer(f"two days of clicks landed in {len(days)} day partitions.", hint="day(event_time).")
     cat.purge_table(identifier)
+
+
+def _spec_text(table: Any) -> str:
+    """The table's partition spec on one line: ``event_ts=identity(event_time)``."""
+    schema = table.schema()
+    fields = [f"{f.name}={f.transform}({schema.find_column_name(f.source_id)})" for f in table.spec().fields]
+    return ", ".join(fields) or "unpartitioned"
 
 
 def _spec_name(table: Any, source_id: int) -> str:
@@ -134,10 +148,76 @@ def _files_of_day(table: Any, day: date) -> int:
     return count
 
 
+def _timestamp_literal(error: ValueError) -> WrongAnswer | None:
+    """pyiceberg's refusal of a timestamp literal (a bare date, a space for the 'T', a zone) told in one line."""
+    text = str(error)
+    if "ISO-8601" not in text and "Zone offset" not in text:
+        return None
+    return WrongAnswer(
+        f"pyiceberg could not read a timestamp of your filter: {text.strip().splitlines()[0]}.",
+        hint="event_time has no zone: pyiceberg parses literals like '2026-01-31T08:00:00' (date, 'T', time).",
+    )
+
+
 @learner_code("scanning with your filter")
 def _plan(table: Any, row_filter: Any) -> tuple[int, int]:
-    rows = table.scan(row_filter=row_filter, selected_fields=("event_id",)).to_arrow().num_rows
+    try:
+        rows = table.scan(row_filter=row_filter, selected_fields=("event_id",)).to_arrow().num_rows
+    except ValueError as error:
+        raise _timestamp_literal(error) or error from None
     return rows, ops.scan_plan(table, row_filter).files
+
+
+# Clicks on and around the edges of THE_DAY: (event_id, event_time, on the day?, what it is).
+_EDGES = [
+    (1, datetime(2026, 3, 2, 23, 59, 59, 999999), False, "the last microsecond of the 2nd"),
+    (2, datetime(2026, 3, 3, 0, 0, 0), True, "midnight that starts the 3rd"),
+    (3, datetime(2026, 3, 3, 12, 0, 0), True, "noon on the 3rd"),
+    (4, datetime(2026, 3, 3, 23, 59, 59, 500000), True, "half a second before the 3rd ends"),
+    (5, datetime(2026, 3, 4, 0, 0, 0), False, "midnight that starts the 4th"),
+]
+
+
+def _edge_table(cat: Any) -> Any:
+    """A day-partitioned clicks table holding the five edge clicks (recreated on every run)."""
+    import pyarrow as pa
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.transforms import DayTransform
+
+    identifier = f"{NAMESPACE}.check_day_edges"
+    _drop(cat, identifier)
+    schema = ops.clicks_schema()
+    spec = PartitionSpec(PartitionField(source_id=6, field_id=1000, transform=DayTransform(), name="event_day"))
+    table = cat.create_table(identifier, schema=schema, partition_spec=spec)
+    columns = {name: [None] * len(_EDGES) for name in schema.column_names}
+    columns["event_id"] = [edge[0] for edge in _EDGES]
+    columns["event_time"] = [edge[1] for edge in _EDGES]
+    table.append(pa.Table.from_pydict(columns, schema=schema.as_arrow()))
+    return table
+
+
+def _check_edges(row_filter: Any) -> None:
+    """The filter keeps exactly the edge clicks that fall on THE_DAY: instants the week's data does not contain."""
+    cat = _catalog()
+    table = _edge_table(cat)
+    chosen = set(_scan_ids(table, row_filter))
+    cat.purge_table(f"{NAMESPACE}.check_day_edges")
+    for event_id, when, on_day, what in _EDGES:
+        if on_day and event_id not in chosen:
+            raise WrongAnswer(
+                f"your filter misses a click at {when.isoformat(sep=' ')} ({what}).",
+                hint="a day is a half-open interval: from its midnight (included) to the next midnight (excluded).",
+            )
+        if not on_day and event_id in chosen:
+            raise WrongAnswer(
+                f"your filter also selects a click at {when.isoformat(sep=' ')} ({what}).",
+                hint="a day is a half-open interval: from its midnight (included) to the next midnight (excluded).",
+            )
+
+
+@learner_code("scanning with your filter")
+def _scan_ids(table: Any, row_filter: Any) -> list[int]:
+    return table.scan(row_filter=row_filter, selected_fields=("event_id",)).to_arrow()["event_id"].to_pylist()
 
 
 @exercise("m04.l04.e2")
@@ -167,6 +247,7 @@ def hidden_partition_filter(one_day: Any, tables: dict) -> None:
                 f"on {layout} your filter plans {files} files; the day's partitions hold {want_files}.",
                 hint="compare event_time with timestamps so Iceberg can prune partitions.",
             )
+    _check_edges(one_day)
 
 
 # ---------------------------------------------------------------------------------------- cheapest layout
@@ -175,14 +256,18 @@ def hidden_partition_filter(one_day: Any, tables: dict) -> None:
 @exercise("m04.l04.e3")
 def cheapest_layouts(choice: Any, tables: dict, predicates: dict) -> None:
     """For each query, the layout whose scan plans the fewest bytes."""
-    if not isinstance(choice, dict):
+    if hasattr(choice, "to_dict") and not isinstance(choice, dict):  # a pandas Series (e.g. from idxmin)
+        choice = choice.to_dict()
+    if not isinstance(choice, Mapping):
         raise WrongAnswer("expected a dict: query label -> layout name.")
     missing = set(predicates) - set(choice)
     if missing:
         raise WrongAnswer(f"no layout chosen for {sorted(missing)}.", hint="one entry per query of the table above.")
+    names_of = {id(table): name for name, table in tables.items()}
     for label, predicate in predicates.items():
         layout = choice[label]
-        if layout not in tables:
+        layout = names_of.get(id(layout), layout)  # the table itself names its layout as well
+        if not isinstance(layout, str) or layout not in tables:
             raise WrongAnswer(f"{layout!r} (for {label!r}) is not one of the layouts: {sorted(tables)}.")
         costs = {name: ops.scan_plan(table, predicate).bytes for name, table in tables.items()}
         best = min(costs.values())
@@ -190,7 +275,7 @@ def cheapest_layouts(choice: Any, tables: dict, predicates: dict) -> None:
             ratio = costs[layout] / best if best else float("inf")
             raise WrongAnswer(
                 f"for {label!r}, {layout} plans {costs[layout]:,} bytes — {ratio:.1f}x the cheapest layout.",
-                hint="read the % bytes columns; fewer files is not always fewer bytes.",
+                hint="compare the KiB each plan reads, not its share: the layouts differ in total size.",
             )
 
 
@@ -219,6 +304,7 @@ def evolution_without_rewrite(evolve_fn: Any) -> None:
     old, new = week.slice(0, week.num_rows // 2), week.slice(week.num_rows // 2)
     table.append(old)
     uuid_before = table.metadata.table_uuid
+    commits_before = len(table.metadata.metadata_log)
     old_files = set(table.inspect.files()["file_path"].to_pylist())
     _evolve(evolve_fn, cat.load_table(identifier))
     table = cat.load_table(identifier)
@@ -234,13 +320,29 @@ def evolution_without_rewrite(evolve_fn: Any) -> None:
     kinds = sorted(_transform_name(f.transform) for f in table.spec().fields if f.source_id == time_id)
     if table.spec().spec_id == 0:
         raise WrongAnswer("the partition spec did not change.", hint="table.update_spec() as a context manager.")
+    if kinds == ["day"]:
+        raise WrongAnswer(
+            "the new spec still partitions event_time by day only (a renamed field keeps its transform).",
+            hint="remove the day field and add an hour field of event_time.",
+        )
     if "day" in kinds:
         raise WrongAnswer(
             "the new spec still partitions by day as well: every hour partition sits inside a redundant day.",
             hint="remove the day field when you add the hour field.",
         )
+    if not table.spec().fields:
+        raise WrongAnswer(
+            "the new spec is unpartitioned: new files would hold every hour of every day.",
+            hint="add an hour field of event_time when you remove the day field.",
+        )
     if kinds != ["hour"] or len(table.spec().fields) != 1:
-        raise WrongAnswer(f"the new spec is {table.spec()}, expected only hour(event_time).")
+        raise WrongAnswer(f"the new spec is {_spec_text(table)}, expected only hour(event_time).")
+    commits = len(table.metadata.metadata_log) - commits_before
+    if commits > 1:
+        raise WrongAnswer(
+            f"your function made {commits} metadata commits: a writer in between got a spec that was neither.",
+            hint="make every spec change inside one update_spec() block, which commits once.",
+        )
     table.append(new)
     rows = table.inspect.files().to_pylist()
     by_spec: dict[int, int] = {}
