@@ -50,6 +50,36 @@ def test_not_implemented_function_is_not_solved_yet():
         calls(stub)
 
 
+@exercise("m99.l01.e3")
+def never_calls(fn, other=None):
+    """A check that would start a long job before calling the learner's function."""
+    raise AssertionError("the check ran although an answer is still the lab's stub")
+
+
+def test_a_stub_is_not_solved_before_the_check_runs():
+    def number_click(self, row, ctx):
+        "Number each click within its session."
+        raise NotImplementedError
+
+    with pytest.raises(NotSolvedYet, match="NotImplementedError"):
+        never_calls(number_click)
+    with pytest.raises(NotSolvedYet, match="NotImplementedError"):
+        never_calls(lambda: 1, other=number_click)
+    assert grading.standings()["m99.l01.e3"].status == grading.TODO
+
+
+def test_a_function_that_only_sometimes_raises_is_not_a_stub():
+    def partial(x):
+        if x is None:
+            raise NotImplementedError
+        return 1
+
+    assert not grading._is_stub(partial)
+    assert not grading._is_stub(lambda: 1)
+    with pytest.raises(AssertionError, match="the check ran"):
+        never_calls(partial)
+
+
 def test_flip_from_not_solved_to_passed_is_recorded(capsys):
     with pytest.raises(NotSolvedYet):
         double(...)

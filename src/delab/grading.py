@@ -8,6 +8,7 @@ is written to a small SQLite file so ``delab progress`` can show a scoreboard.
 
 from __future__ import annotations
 
+import dis
 import functools
 import sqlite3
 import time
@@ -134,8 +135,20 @@ def forget(exercise_ids: list[str] | None = None) -> None:
 # ------------------------------------------------------------------------------------------------- exercises
 
 
+_STUB_OPS = {"RESUME", "NOP", "CACHE", "LOAD_GLOBAL", "PUSH_NULL", "PRECALL", "CALL", "LOAD_CONST", "RAISE_VARARGS"}
+
+
 def _is_placeholder(value: Any) -> bool:
     return value is ...
+
+
+def _is_stub(value: Any) -> bool:
+    """A function whose whole body is the lab's ``raise NotImplementedError`` (a docstring aside). Caught before
+    the check runs, so an unsolved exercise says so at once instead of after a job on a service failed."""
+    code = getattr(value, "__code__", None)
+    if code is None or code.co_names != ("NotImplementedError",):
+        return False
+    return {instruction.opname for instruction in dis.get_instructions(code)} <= _STUB_OPS
 
 
 def exercise(exercise_id: str) -> Callable[[Callable[P, None]], Callable[P, None]]:
@@ -145,9 +158,12 @@ def exercise(exercise_id: str) -> Callable[[Callable[P, None]], Callable[P, None
         @functools.wraps(check)
         def graded(*args: P.args, **kwargs: P.kwargs) -> None:
             try:
-                if any(_is_placeholder(a) for a in (*args, *kwargs.values())):
+                answers = (*args, *kwargs.values())
+                if any(_is_placeholder(a) for a in answers):
                     raise NotSolvedYet("replace the `...` placeholder with your answer, then run this cell again.")
                 try:
+                    if any(_is_stub(a) for a in answers):
+                        raise NotImplementedError
                     check(*args, **kwargs)
                 except NotImplementedError:
                     raise NotSolvedYet(
