@@ -151,7 +151,7 @@ pd.concat(crash.snapshots, names=["moment"]).droplevel(1).set_index("partition",
 # ### Exercise 3 — spot under-replicated partitions
 # `UnderReplicatedPartitions` is the first broker metric to alert on. Write `under_replicated(frame)`: given a
 # `cluster.describe(...)` frame, return the list of partitions whose ISR is missing at least one replica.
-# The check runs it on the snapshots above.
+# The check runs it on the snapshots above, and on a topic with another replication factor.
 
 
 # %%

@@ -58,9 +58,33 @@ def test_durable_topic_rejects_the_stack_broker():
     def on_single_broker(name):
         kb.create_topic(name, 3, 1)  # the stack's broker is not part of the cluster
 
-    with pytest.raises(WrongAnswer, match="not on the 3-node cluster"):
+    with pytest.raises(WrongAnswer, match="not on the 3-node cluster but on the stack's single broker"):
         checks.durable_topic(on_single_broker)
     kb.drop_topics(checks.PREFIX)
+
+
+def test_durable_topic_accepts_a_plain_admin_client():
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    def create_orders_topic(name):  # returns before every broker's metadata lists the topic
+        client = KafkaAdminClient(bootstrap_servers=cluster.bootstrap())
+        client.create_topics([NewTopic(name, 3, 3, topic_configs={"min.insync.replicas": 2})])
+        client.close()
+
+    checks.durable_topic(create_orders_topic)
+
+
+def test_durable_topic_rejects_a_hard_coded_name():
+    def create_orders_topic(name):
+        creator()(f"{checks.PREFIX}.orders")
+
+    with pytest.raises(WrongAnswer, match=r"no topic named .* appeared on the cluster"):
+        checks.durable_topic(create_orders_topic)
+
+
+def test_durable_topic_says_why_the_cluster_refused_the_topic():
+    with pytest.raises(WrongAnswer, match=r"refused the topic: Unknown topic config name: min\.insync\.replica\."):
+        checks.durable_topic(creator(configs={"min.insync.replica": "2"}))
 
 
 def test_durable_topic_placeholder_is_not_solved():
@@ -86,6 +110,22 @@ def test_no_acked_write_lost_rejects_acks_1():
 def test_no_acked_write_lost_rejects_giving_up_without_retries():
     with pytest.raises(WrongAnswer, match="gave up"):
         checks.no_acked_write_lost({"acks": "all", "retries": 0})
+
+
+def test_no_acked_write_lost_accepts_acks_minus_one_with_the_clusters_bootstrap():
+    checks.no_acked_write_lost({"acks": -1, "bootstrap_servers": cluster.bootstrap()})
+
+
+def test_no_acked_write_lost_rejects_a_producer_that_is_not_idempotent():
+    with pytest.raises(WrongAnswer, match="nothing was lost, but the producer is not idempotent"):
+        checks.no_acked_write_lost({"acks": "all", "enable_idempotence": False})
+
+
+def test_no_acked_write_lost_rejects_java_setting_names_and_another_bootstrap():
+    with pytest.raises(WrongAnswer, match=r"does not know \{'enable\.idempotence': True\}"):
+        checks.no_acked_write_lost({"acks": "all", "enable.idempotence": True})
+    with pytest.raises(WrongAnswer, match="is not the 3-node cluster"):
+        checks.no_acked_write_lost({"acks": "all", "bootstrap_servers": "127.0.0.1:1"})
 
 
 def test_no_acked_write_lost_rejects_a_non_dict_and_the_placeholder():
@@ -143,6 +183,34 @@ def test_under_replicated_rejects_a_snapshot_without_outage(snapshots):
     _, after = snapshots
     with pytest.raises(WrongAnswer, match="not taken while the broker was down"):
         checks.under_replicated_partitions(right, after, after)
+
+
+def test_under_replicated_rejects_assuming_three_replicas(snapshots):
+    def three_replicas(frame):
+        return [int(r.partition) for r in frame.itertuples() if len(r.isr) < 3]
+
+    with pytest.raises(WrongAnswer, match=r"replication factor 2 .* got \[0, 1, 2\]"):
+        checks.under_replicated_partitions(three_replicas, *snapshots)
+
+
+def test_under_replicated_rejects_rows_and_masks(snapshots):
+    def rows(frame):
+        return frame[frame["isr"].str.len() < frame["replicas"].str.len()]
+
+    def mask(frame):
+        return frame["isr"].str.len() < frame["replicas"].str.len()
+
+    with pytest.raises(WrongAnswer, match="got a DataFrame"):
+        checks.under_replicated_partitions(rows, *snapshots)
+    with pytest.raises(WrongAnswer, match="one True/False per partition"):
+        checks.under_replicated_partitions(mask, *snapshots)
+
+
+def test_under_replicated_accepts_a_series_of_partitions(snapshots):
+    def series(frame):
+        return frame.loc[frame["isr"].str.len() < frame["replicas"].str.len(), "partition"]
+
+    checks.under_replicated_partitions(series, *snapshots)
 
 
 def test_under_replicated_placeholder_is_not_solved(snapshots):

@@ -538,7 +538,7 @@ def _producer(settings: dict):
 
     # fail over quickly in a lab: refresh metadata soon after an error
     base = {"request_timeout_ms": 10_000, "retry_backoff_ms": 200, "reconnect_backoff_max_ms": 1000}
-    return KafkaProducer(bootstrap_servers=bootstrap(), **{**base, **settings})
+    return KafkaProducer(**{"bootstrap_servers": bootstrap(), **base, **settings})
 
 
 def _send(producer, topic: str, key: int, report: WriteReport, partition: int | None = None) -> None:

@@ -4,9 +4,12 @@ themselves (a broker frozen, a leader SIGKILLed) so a verdict never rests on wha
 
 from __future__ import annotations
 
+import re
+import time
 import uuid
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 
 from delab.grading import WrongAnswer, exercise, learner_code
@@ -23,20 +26,55 @@ def _name(label: str) -> str:
 # ---------------------------------------------------------------------------------------- e1: a durable topic
 
 
+def _topic_appears(name: str, bootstrap: str | None, timeout: float = 5.0) -> bool:
+    """Whether ``name`` is (or within ``timeout`` becomes) visible to the brokers at ``bootstrap``: a topic
+    created through a plain admin client reaches every broker's metadata a moment after the call returns."""
+    client = kb.admin(bootstrap)
+    try:
+        deadline = time.monotonic() + timeout
+        while name not in client.list_topics():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+        return True
+    finally:
+        client.close()
+
+
+def _refusal_in_one_line(create: Callable[[str], object]) -> Callable[[str], object]:
+    """The broker's reason when it refuses the topic (kafka-python puts it deep inside a long request dump)."""
+
+    def run(name: str) -> object:
+        try:
+            return create(name)
+        except Exception as error:
+            reason = re.search(r"error_message='([^']+)'", str(error))
+            if reason:
+                raise WrongAnswer(
+                    f"the cluster refused the topic: {reason.group(1)}.",
+                    hint="topic configs take the broker's dotted names (like retention.ms) and string values."
+                    if "config" in reason.group(1).lower()
+                    else None,
+                ) from None
+            raise
+
+    return run
+
+
 @exercise("m03.l02.e1")
 def durable_topic(create_orders_topic: Callable[[str], object]) -> None:
     """3 partitions, each on all 3 brokers, and acks=all writes need 2 in-sync copies."""
     name = _name("orders")
-    learner_code("create_orders_topic(name)")(create_orders_topic)(name)
-    client = kb.admin(cluster.bootstrap())
-    try:
-        on_cluster = name in client.list_topics()
-    finally:
-        client.close()
-    if not on_cluster:
+    learner_code("create_orders_topic(name)")(_refusal_in_one_line(create_orders_topic))(name)
+    if not _topic_appears(name, cluster.bootstrap()):
+        if _topic_appears(name, None, timeout=0):
+            raise WrongAnswer(
+                "the topic is not on the 3-node cluster but on the stack's single broker.",
+                hint="the stack's single broker is the default bootstrap: pass bootstrap=cluster.bootstrap().",
+            )
         raise WrongAnswer(
-            "the topic is not on the 3-node cluster.",
-            hint="the stack's single broker is the default bootstrap: pass bootstrap=cluster.bootstrap().",
+            f"no topic named {name!r} appeared on the cluster.",
+            hint="create the topic whose name the function is given (its argument), on cluster.bootstrap().",
         )
     frame = cluster.wait_for(name, lambda f: f["leader"].notna().all(), timeout=20)
     if len(frame) != 3:
@@ -44,7 +82,7 @@ def durable_topic(create_orders_topic: Callable[[str], object]) -> None:
     factors = sorted({len(r) for r in frame["replicas"]})
     if factors != [3]:
         raise WrongAnswer(
-            f"each partition has {factors[0]} replica(s): one broker lost is data lost or unavailable.",
+            f"each partition has {factors[0]} replica(s); the exercise puts every partition on all three brokers.",
             hint="the replication factor is how many brokers keep a copy of each partition.",
         )
     min_isr = cluster.topic_config(name, "min.insync.replicas") or "1"
@@ -75,6 +113,13 @@ def no_acked_write_lost(producer_settings: dict) -> None:
             f"expected a dict of KafkaProducer settings, got a {type(producer_settings).__name__}.",
             hint='e.g. {"linger_ms": 5}: keyword arguments of kafka.KafkaProducer.',
         )
+    elsewhere = producer_settings.get("bootstrap_servers")
+    if elsewhere is not None and _servers(elsewhere) != _servers(cluster.bootstrap()):
+        raise WrongAnswer(
+            f"bootstrap_servers={elsewhere!r} is not the 3-node cluster.",
+            hint="leave bootstrap_servers out: the check adds the cluster's.",
+        )
+    idempotent = _effective_idempotence(producer_settings)
     topic = kb.create_topic(_name("acks"), 1, 3, {"min.insync.replicas": "2"}, bootstrap=cluster.bootstrap())
     report = learner_code("a producer with your settings")(cluster.acks_under_failover)(topic, producer_settings)
     if report.lost:
@@ -97,6 +142,44 @@ def no_acked_write_lost(producer_settings: dict) -> None:
             f"{report.duplicates} writes are stored twice: a retry after a lost acknowledgement wrote them again.",
             hint="the idempotent producer lets the broker drop a retried batch it already has.",
         )
+    # This crash happened to store nothing twice (the new leader never had the unreplicated batches), but a
+    # retry after a lost acknowledgement does whenever the old leader had replicated the batch.
+    if not idempotent:
+        explicit = producer_settings.get("enable_idempotence") is False
+        raise WrongAnswer(
+            "nothing was lost, but the producer is not idempotent"
+            + ("" if explicit else " (kafka-python turned idempotence off because another setting conflicts with it)")
+            + ": a batch retried after its acknowledgement was lost would be stored twice.",
+            hint="ask for idempotence explicitly: kafka-python then refuses a conflicting setting instead of "
+            "dropping it.",
+        )
+
+
+def _servers(bootstrap: object) -> set[str]:
+    items = bootstrap.split(",") if isinstance(bootstrap, str) else list(bootstrap)  # type: ignore[call-overload]
+    return {str(item).strip() for item in items}
+
+
+def _effective_idempotence(producer_settings: dict) -> bool:
+    """Whether a producer with these settings is idempotent: kafka-python silently turns idempotence off when
+    acks, retries or max_in_flight_requests_per_connection conflict with it (and raises if it was asked for)."""
+    from kafka import KafkaProducer
+
+    try:
+        producer = KafkaProducer(**{"bootstrap_servers": cluster.bootstrap(), **producer_settings})
+    except ValueError as error:
+        if "Unrecognized configs" in str(error):
+            raise WrongAnswer(
+                f"kafka.KafkaProducer does not know {str(error).split(': ', 1)[-1]}.",
+                hint="kafka-python takes Python keyword names (linger_ms), not the Java client's (linger.ms).",
+            ) from None
+        raise WrongAnswer(f"a producer with your settings failed: {error}") from None
+    except Exception as error:
+        raise WrongAnswer(f"a producer with your settings failed with {type(error).__name__}: {error}") from None
+    try:
+        return bool(producer.config["enable_idempotence"])
+    finally:
+        producer.close(timeout=2)
 
 
 # ------------------------------------------------------------------------------------ e3: under-replicated
@@ -126,19 +209,38 @@ def under_replicated_partitions(
     if _expected_under_replicated(after_recovery):
         raise WrongAnswer("after_recovery still has partitions out of sync: wait for the ISRs to recover.")
     run = learner_code("under_replicated(frame)")(under_replicated)
-    # after recovery first: there the answer is empty, so returning the in-sync partitions stands out
-    for label, frame in (("after recovery", after_recovery), ("during the outage", during_outage)):
+    # after recovery first: there the answer is empty, so returning the in-sync partitions stands out. Last, a
+    # topic with replication factor 2 (a describe frame written by hand): nothing says a topic has 3 replicas.
+    for label, frame in (
+        ("after recovery", after_recovery),
+        ("during the outage", during_outage),
+        ("on a topic with replication factor 2 while broker 2 is down", _rf2_frame()),
+    ):
         want = _expected_under_replicated(frame)
         got = run(frame.copy())
+        if isinstance(got, pd.DataFrame):
+            raise WrongAnswer(
+                f"got a DataFrame {label}; expected the list of partition numbers.",
+                hint="take the partition column of the rows you selected.",
+            )
         if isinstance(got, int | bool):
             raise WrongAnswer(
                 f"got {got!r} {label}; expected the list of partition numbers.",
                 hint="return the partitions themselves, e.g. [0, 2].",
             )
         try:
-            got = sorted(int(p) for p in got)
+            items = list(got)
+        except TypeError:
+            raise WrongAnswer(f"expected a list of partition numbers, got a {type(got).__name__}.") from None
+        if items and all(isinstance(p, bool | np.bool_) for p in items):
+            raise WrongAnswer(
+                f"got one True/False per partition {label}; expected the numbers of the under-replicated ones.",
+                hint="use the True/False to select rows, then return their partition numbers.",
+            )
+        try:
+            got = sorted(int(p) for p in items)
         except (TypeError, ValueError):
-            raise WrongAnswer(f"expected a list of partition numbers, got {got!r}.") from None
+            raise WrongAnswer(f"expected a list of partition numbers, got {str(items)[:80]}.") from None
         if got == want:
             continue
         whole = sorted(int(p) for p in set(frame["partition"]) - set(want))
@@ -150,10 +252,24 @@ def under_replicated_partitions(
         if not got:
             raise WrongAnswer(
                 f"{label} you found no under-replicated partition, but {len(want)} miss a replica: a partition can "
-                f"still have a leader (it is not offline) and yet miss a replica.",
+                f"still have a leader and enough in-sync replicas to take writes, and yet miss a replica.",
                 hint="compare each partition's isr with its replicas.",
             )
         raise WrongAnswer(
             f"{label}: got {got}, which is not the set of partitions missing a replica.",
-            hint="compare each partition's isr with its replicas.",
+            hint="compare each partition's isr with its own replicas (topics differ in replication factor)."
+            if label.startswith("on a topic")
+            else "compare each partition's isr with its replicas.",
         )
+
+
+def _rf2_frame() -> pd.DataFrame:
+    """What ``cluster.describe`` shows for a 3-partition topic of replication factor 2 while broker 2 is down."""
+    return pd.DataFrame(
+        {
+            "partition": [0, 1, 2],
+            "leader": [1, 3, 1],
+            "replicas": [[1, 2], [2, 3], [1, 3]],
+            "isr": [[1], [3], [1, 3]],
+        }
+    )
