@@ -26,14 +26,14 @@ stack.require("kafka", "flink")
 ns = stack.namespace("m03_l03")
 flink_jobs.cancel_jobs(ns.prefix)  # jobs an earlier run of this notebook may have left on the shared cluster
 topics = flink_jobs.fresh_topics(ns, ["clicks"])
-arrivals = datasets.shop(seed=3, scale=0.02).clicks.sort_values("ingest_time", kind="stable").head(1000)
+arrivals = datasets.shop(seed=3, scale=0.02).clicks.sort_values("ingest_time", kind="stable").head(600)
 flink_jobs.produce_json(topics["clicks"], flink_jobs.click_events(arrivals), key="session_id")
 env, t_env = flink_state.environments(f"{ns.prefix} notebook")
 LATE = flink_state.late_tag()  # the side output for late clicks
 
 # %% [markdown]
 # ## A stream with event time
-# 1,000 clicks went to the topic in the order they **arrived**. `flink_state.clicks_stream` declares the topic as
+# 600 clicks went to the topic in the order they **arrived**. `flink_state.clicks_stream` declares the topic as
 # a table with an event-time attribute and a watermark (`max event time seen - 5 minutes`, emitted after every
 # click) and turns it into a DataStream of `Row`s: each record carries its event time as its **timestamp**, and
 # watermarks flow between the records.
@@ -77,7 +77,8 @@ def number_click(self, row, ctx):
 check.m03.keyed_running_count(number_click, t_env, topics["clicks"])
 
 # %% [markdown]
-# The check ran this class (what you would write in a job file), keyed by session:
+# The check ran this class (what you would write in a job file), keyed by session, and watched what it emitted
+# and wrote to its state:
 # `clicks.key_by(lambda r: r.session_id, key_type=Types.LONG()).process(RunningCount(), output_type=...)`.
 
 # %%
@@ -97,7 +98,8 @@ RunningCount.__mro__[1].__name__, [name for name in ("open", "process_element") 
 #
 # ### Exercise 2 — emit a summary when a visit ends
 # Write the two methods of a `SessionEnd` function whose `self.session` is a `ValueState` holding a list
-# `[events, first, last]` (event times in epoch ms, from `ctx.timestamp()`):
+# `[events, first, last]`: the number of clicks, and the earliest and latest event time among them (epoch ms, from
+# `ctx.timestamp()`; clicks arrive out of order, so the latest to arrive is not always the latest in time):
 # - `on_click(self, row, ctx)` (its `process_element`): update the list; if the session already had a timer,
 #   delete it (`ctx.timer_service().delete_event_time_timer(old_last + GAP)`); register a new one at
 #   `last + GAP`;
@@ -139,7 +141,6 @@ check.m03.session_end_timer(on_click, on_session_timer, t_env, topics["clicks"])
 # arrived after its session had been closed?
 
 # %%
-keyed = flink_state.clicks_stream(t_env, topics["clicks"]).key_by(lambda r: r.session_id, key_type=Types.LONG())
 keyed = flink_state.clicks_stream(t_env, topics["clicks"]).key_by(lambda r: r.session_id, key_type=Types.LONG())
 SessionEnd = flink_state.keyed_function(
     on_click, on_session_timer, state={"session": Types.PICKLED_BYTE_ARRAY()}, name="SessionEnd"
