@@ -75,6 +75,64 @@ def test_parsed_orders_rejects_collecting_to_pandas():
         checks.parsed_orders(via_pandas)
 
 
+def parser(**columns):
+    """The reference parser with some output columns replaced (name -> Column over the parsed struct `o`)."""
+
+    def parse_orders(raw):
+        from pyspark.sql import functions as F
+
+        schema = "order_id BIGINT, customer_id BIGINT, channel STRING, amount DOUBLE, order_ts STRING"
+        chosen = {
+            "order_id": F.col("o.order_id"),
+            "customer_id": F.col("o.customer_id"),
+            "channel": F.col("o.channel"),
+            "amount": F.col("o.amount"),
+            "order_ts": F.to_timestamp("o.order_ts"),
+            **columns,
+        }
+        parsed = raw.select(F.from_json(F.col("value").cast("string"), schema).alias("o"))
+        return parsed.select(*[column.alias(name) for name, column in chosen.items()])
+
+    return parse_orders
+
+
+def test_parsed_orders_rejects_a_wrong_customer_id_and_channel():
+    from pyspark.sql import functions as F
+
+    with pytest.raises(WrongAnswer, match="customer_id differs from what was sent in 120 of 120 rows"):
+        checks.parsed_orders(parser(customer_id=F.col("o.order_id")))
+    with pytest.raises(WrongAnswer, match=r"channel differs .* got 'WEB', sent 'web'"):
+        checks.parsed_orders(parser(channel=F.upper("o.channel")))
+
+
+def test_parsed_orders_rejects_parsing_the_key():
+    def parse_key(raw):
+        from pyspark.sql import functions as F
+
+        schema = "order_id BIGINT, customer_id BIGINT, channel STRING, amount DOUBLE, order_ts TIMESTAMP"
+        return raw.select(F.from_json(F.col("key").cast("string"), schema).alias("o")).select("o.*")
+
+    with pytest.raises(WrongAnswer, match="120 of 120 rows are all null"):
+        checks.parsed_orders(parse_key)
+
+
+def test_parsed_orders_accepts_a_struct_schema_with_a_timestamp_field():
+    def struct_schema(raw):
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType, TimestampType
+
+        fields = [("order_id", LongType()), ("customer_id", LongType()), ("channel", StringType())]
+        fields += [("amount", DoubleType()), ("order_ts", TimestampType())]
+        schema = StructType([StructField(name, kind) for name, kind in fields])
+        return (
+            raw.selectExpr("CAST(value AS STRING) AS json")
+            .select(F.from_json("json", schema).alias("o"))
+            .select("o.order_ts", "o.amount", "o.channel", "o.customer_id", "o.order_id")
+        )
+
+    checks.parsed_orders(struct_schema)
+
+
 def test_parsed_orders_placeholder_is_not_solved():
     def parse_orders(raw):
         raise NotImplementedError
@@ -125,6 +183,25 @@ def test_backfill_rejects_not_returning_the_query():
         checks.backfill_query(no_return)
 
 
+def test_backfill_rejects_stopping_a_processing_time_query_after_a_wait():
+    def stopped_after_a_wait(stream, path, checkpoint):
+        query = backfill({"processingTime": "1 second"})(stream, path, checkpoint)
+        query.processAllAvailable()
+        query.stop()
+        return query
+
+    with pytest.raises(WrongAnswer, match=r"ran on ProcessingTimeTrigger\(1000\) and your code stopped it"):
+        checks.backfill_query(stopped_after_a_wait)
+
+
+def test_backfill_accepts_partitioned_output_and_start_with_the_path():
+    def partitioned(stream, path, checkpoint):
+        writer = stream.writeStream.format("parquet").partitionBy("channel").option("checkpointLocation", checkpoint)
+        return writer.trigger(availableNow=True).start(path)
+
+    checks.backfill_query(partitioned)
+
+
 def test_backfill_placeholder_is_not_solved():
     def start_backfill(stream, path, checkpoint):
         raise NotImplementedError
@@ -168,6 +245,30 @@ def test_idempotent_sink_rejects_a_plain_insert():
 def test_idempotent_sink_rejects_overwriting_the_table():
     with pytest.raises(WrongAnswer, match="missing after the crash"):
         checks.idempotent_sink(sink(UPSERT, truncate=True))
+
+
+def test_idempotent_sink_rejects_remembering_batches_in_memory():
+    seen: set[int] = set()
+    plain_insert = sink(INSERT)
+
+    def write_batch(batch_df, batch_id):  # a restarted process has an empty `seen`
+        if batch_id not in seen:
+            plain_insert(batch_df, batch_id)
+            seen.add(batch_id)
+
+    with pytest.raises(WrongAnswer, match=r"replayed batch 1 and your write_batch failed: .*UniqueViolation"):
+        checks.idempotent_sink(write_batch)
+
+
+def test_idempotent_sink_accepts_replacing_the_batch_by_its_id():
+    def write_batch(batch_df, batch_id):
+        rows = [(r.order_id, r.channel, r.amount, batch_id) for r in batch_df.collect()]
+        with clients.postgres(autocommit=False) as conn:
+            conn.execute(f"DELETE FROM {checks.SINK_TABLE} WHERE batch_id = %s", (batch_id,))
+            conn.cursor().executemany(INSERT, rows)
+            conn.commit()
+
+    checks.idempotent_sink(write_batch)
 
 
 def test_idempotent_sink_placeholder_is_not_solved():

@@ -4,6 +4,7 @@ the result back (Parquet files, Postgres rows)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 import uuid
@@ -90,13 +91,24 @@ def parsed_orders(parse_orders: Callable) -> None:
         )
     got = learner_code("collecting your DataFrame")(lambda: result.toPandas())()
     want = pd.DataFrame(events)
+    if len(got) and got.isna().all(axis=1).any():
+        raise WrongAnswer(
+            f"{int(got.isna().all(axis=1).sum())} of {len(got)} rows are all null: the JSON did not parse.",
+            hint="the order is the JSON text in Kafka's binary `value` column: cast it to a string first.",
+        )
     if len(got) != len(want) or set(got["order_id"]) != set(want["order_id"]):
         raise WrongAnswer(f"got {len(got)} rows for {len(want)} records.", hint="one output row per Kafka record.")
-    if got["order_id"].isna().any():
-        raise WrongAnswer(
-            "some rows are all null: the JSON did not parse.", hint="cast the binary value to a string first."
-        )
     merged = want.merge(got, on="order_id", suffixes=("", "_got"))
+    for column in ("customer_id", "channel"):
+        differ = merged[merged[column] != merged[f"{column}_got"]]
+        if len(differ):
+            row = differ.iloc[0]
+            got_value, sent_value = (v.item() if hasattr(v, "item") else v for v in (row[f"{column}_got"], row[column]))
+            raise WrongAnswer(
+                f"{column} differs from what was sent in {len(differ)} of {len(merged)} rows (order "
+                f"{row.order_id}: got {got_value!r}, sent {sent_value!r}).",
+                hint=f"take {column} from the JSON field of that name, unchanged.",
+            )
     if not (merged["amount"] - merged["amount_got"]).abs().lt(0.005).all():
         raise WrongAnswer("the amounts differ from what was sent.")
     if not (pd.to_datetime(merged["order_ts"]) == pd.to_datetime(merged["order_ts_got"])).all():
@@ -129,6 +141,15 @@ def _wait_until_done(query: Any, rows: int, timeout: float = 120.0, grace: float
                 return
 
 
+def _trigger(query: Any) -> str:
+    """The trigger a query ran on, as Spark names it (``AvailableNowTrigger``, ``ProcessingTimeTrigger(1000)``,
+    ``OneTimeTrigger``, ``ContinuousTrigger(1000)``), or "" when the JVM does not say."""
+    try:
+        return str(query._jsq.streamingQuery().trigger().toString())
+    except Exception:
+        return ""
+
+
 @exercise("m03.l06.e2")
 def backfill_query(start_backfill: Callable) -> None:
     """A query that processes everything available, in micro-batches, into Parquet, and stops."""
@@ -159,7 +180,14 @@ def backfill_query(start_backfill: Callable) -> None:
             "the query was still running after processing everything: it waits for new data forever.",
             hint="a backfill needs a trigger that stops once it has processed what was available when it started.",
         )
-    files = list(path.glob("*.parquet")) if path.exists() else []
+    trigger = _trigger(query)
+    if trigger.startswith(("ProcessingTimeTrigger", "ContinuousTrigger")):
+        raise WrongAnswer(
+            f"the query ran on {trigger} and your code stopped it; left alone it would have waited for new "
+            "data forever, and a fixed wait stops a bigger backlog half-way.",
+            hint="a backfill needs a trigger that stops once it has processed what was available when it started.",
+        )
+    files = list(path.rglob("*.parquet")) if path.exists() else []  # partitionBy writes into sub-folders
     if not files:
         raise WrongAnswer(
             f"nothing was written as Parquet under {path}.",
@@ -204,17 +232,20 @@ class SimulatedCrash(RuntimeError):
 
 def crash_and_restart(write_batch: Callable, events: list[dict], crash_batch: int = 1) -> dict:
     """Stream ``events`` (from a fresh topic, 100 per micro-batch) into ``write_batch``; right after batch
-    ``crash_batch`` has been written, crash the query; then restart it from its checkpoint. Returns what
-    happened: the batch ids handed to write_batch in order, and whether the crash happened."""
+    ``crash_batch`` has been written, crash the query; then restart it from its checkpoint with a copy of
+    ``write_batch`` as a new process would load it. Returns what happened: the batch ids handed to write_batch in
+    order, and whether the crash happened."""
     spark = _spark()
     topic = _fresh_topic("sink", events)
     checkpoint = _folder("sink") / "checkpoint"
     calls: list[int] = []
     state = {"crashed": False, "not_implemented": False}
+    # the restarted query gets a copy taken before the first run: a new process knows nothing of the first one
+    current = {"write_batch": write_batch, "after_restart": _as_in_a_new_process(write_batch)}
 
     def guarded(batch_df, batch_id):
         try:
-            write_batch(batch_df, batch_id)
+            current["write_batch"](batch_df, batch_id)
         except NotImplementedError:
             state["not_implemented"] = True
             raise
@@ -247,8 +278,34 @@ def crash_and_restart(write_batch: Callable, events: list[dict], crash_batch: in
     first_error = run(crashing)
     if state["not_implemented"]:
         raise NotImplementedError  # the lab's placeholder: "not solved yet"
+    current["write_batch"] = current["after_restart"]
     second_error = run(lambda df, batch_id: (calls.append(batch_id), guarded(df, batch_id)))
     return {"calls": calls, "crashed": state["crashed"], "errors": [first_error, second_error]}
+
+
+def _python_error(query_error: str | None) -> str:
+    """The learner's Python exception (``psycopg.errors.UniqueViolation: duplicate key ...``) out of a failed
+    query's message, which starts with Spark's own wrapper; else the message's first line."""
+    text = (query_error or "").split("=== Streaming Query ===")[0]
+    raised = re.findall(r"^([A-Za-z_][\w.]*(?:Error|Exception|Violation|Crash)): (.+)$", text, re.MULTILINE)
+    if raised:
+        name, message = raised[-1]
+        return f"{name}: {message.split(' SQLSTATE:')[0].strip()}"[:300]
+    lines = text.strip().splitlines()
+    return lines[0][:300] if lines else ""
+
+
+def _as_in_a_new_process(function: Callable) -> Callable:
+    """A copy of ``function`` with the state it holds right now (globals it uses, closure variables), as a
+    process started after a crash would have it: whatever the first run adds to a set in memory is not in the
+    copy. Spark pickles functions the same way (cloudpickle). A function that cannot be pickled (it holds a
+    connection or the SparkSession) is used as it is."""
+    from pyspark import cloudpickle
+
+    try:
+        return cloudpickle.loads(cloudpickle.dumps(function))
+    except Exception:
+        return function
 
 
 @exercise("m03.l06.e3")
@@ -259,13 +316,12 @@ def idempotent_sink(write_batch: Callable) -> None:
     outcome = crash_and_restart(write_batch, events)
     first_error, second_error = outcome["errors"]
     if not outcome["crashed"]:
-        detail = (first_error or "").strip().splitlines()[:1]
         raise WrongAnswer(
-            f"write_batch failed before the planned crash: {detail[0][:300] if detail else 'no batch ran'}",
+            f"write_batch failed before the planned crash: {_python_error(first_error) or 'no batch ran'}",
             hint="run write_batch on a small DataFrame in a cell of its own to see the whole error.",
         )
     if second_error:
-        first = second_error.strip().splitlines()[0][:200]
+        first = _python_error(second_error)
         duplicate = "duplicate key" in second_error or "UniqueViolation" in second_error
         raise WrongAnswer(
             f"after the restart Spark replayed batch {outcome['calls'][2] if len(outcome['calls']) > 2 else '?'} "
@@ -284,7 +340,8 @@ def idempotent_sink(write_batch: Callable) -> None:
     if missing:
         raise WrongAnswer(
             f"{len(missing)} of {len(want)} orders are missing after the crash and restart.",
-            hint="each batch holds only new records: keep what earlier batches wrote.",
+            hint="write every row of each batch, and keep what earlier batches wrote (each batch holds only new "
+            "records).",
         )
     if set(stored["order_id"]) - want:
         raise WrongAnswer("the table holds orders that were not in the stream.")
