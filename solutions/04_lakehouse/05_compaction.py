@@ -39,10 +39,10 @@ print(f"{len(events):,} click events to stream into {topic}")
 # %% [markdown]
 # ## A streaming writer
 # Flink's Iceberg sink writes data files continuously but **commits** them — makes them visible in a new snapshot
-# — only when a checkpoint completes. Checkpointing every second gives fresh data within seconds, and one small
-# file per partition per second. The job below reads the topic until it reaches the last offset we will produce
-# (`scan.bounded.mode = specific-offsets`), so it ends by itself; we trickle the events in over ~8 s, as a live
-# source would.
+# — only when a checkpoint completes. Checkpointing every half second gives fresh data within a second, and two
+# small files per partition per second. The job below reads the topic until it reaches the last offset we will
+# produce (`scan.bounded.mode = specific-offsets`), so it ends by itself; we trickle the events in over ~4 s, as a
+# live source would.
 
 # %%
 bootstrap = config.kafka().bootstrap_servers
@@ -67,11 +67,11 @@ job = flinksql.run(
     wait=False,
     settings={
         "pipeline.name": f"{JOB_PREFIX}_clicks_to_iceberg",
-        "execution.checkpointing.interval": "1s",
+        "execution.checkpointing.interval": "500ms",
         "restart-strategy.type": "none",  # a bad record fails the job at once instead of restarting forever
     },
 )
-ops.trickle_json(topic, events, seconds=8)
+ops.trickle_json(topic, events, seconds=4)
 print(
     "job",
     job.job_id,
@@ -84,12 +84,12 @@ ops.file_stats(clicks_table)
 # %% [markdown]
 # Every row arrived — in dozens of files of a few KiB. Parquet files should be tens to hundreds of MiB: each
 # file costs an object-store request (or several) to open, a footer to parse, and an entry in a manifest to plan.
-# A day of this job would leave ~350 000 files.
+# A day of this job would leave ~700 000 files.
 #
 # ### Exercise 1 — one commit per checkpoint
 # Write `added_files_per_commit(table)`: a dict from each snapshot id of the table to the number of **data files
 # that snapshot added**. Every snapshot carries a `summary` (`table.snapshots()`, or `table.inspect.snapshots()`)
-# with counters written by the committer.
+# with counters written by the committer. The check runs your function on this table and on one of its own.
 
 
 # %%
@@ -156,6 +156,7 @@ pd.DataFrame(stages).set_index("stage")
 # has at least `min_files` data files, into one file per partition. Leave the other partitions' files untouched
 # and keep every row. `table.inspect.files()` tells you the files per partition; `table.scan(row_filter=...)`
 # reads the rows; `table.dynamic_partition_overwrite(rows)` replaces exactly the partitions present in `rows`.
+# The check compacts a table of its own with `min_files=3`, then with the default, then once more.
 
 
 # %%
