@@ -127,3 +127,14 @@ def test_forget_clears_progress():
     double(42)
     grading.forget()
     assert grading.standings() == {}
+
+
+def test_learner_code_errors_stay_short():
+    @grading.learner_code("your producer")
+    def run():
+        raise ValueError("request " + "x" * 5000)
+
+    with pytest.raises(WrongAnswer) as caught:
+        run()
+    assert len(caught.value.one_line()) < 400
+    assert "your producer failed with ValueError: request xxx" in str(caught.value)

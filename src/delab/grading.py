@@ -212,6 +212,8 @@ def learner_code(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 raise
             except Exception as error:  # the learner's code failed: say how, in one line
                 first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                if len(first) > 240:  # some clients put a whole request or response in the first line
+                    first = first[:240] + " …"
                 raise WrongAnswer(
                     f"{what} failed with {type(error).__name__}: {first}",
                     hint="run it in a cell of its own to see the whole error.",
