@@ -12,11 +12,36 @@ from delab.grading import WrongAnswer, exercise
 
 JOB_PREFIX = "m03_l04"
 HOUR, QUARTER, GAP = pd.Timedelta(hours=1), pd.Timedelta(minutes=15), pd.Timedelta(minutes=30)
+MS = pd.Timedelta(milliseconds=1)
+LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
 
 
 def _insert_into(sql, table: str) -> None:
-    if not isinstance(sql, str) or not re.match(rf"\s*insert\s+into\s+`?{table}`?\b", sql, re.IGNORECASE):
+    statement = LEADING_COMMENTS.sub("", sql) if isinstance(sql, str) else ""
+    if not re.match(rf"insert\s+into\s+(?:[\w`]+\.)*`?{table}`?(?![\w`])", statement, re.IGNORECASE):
         raise WrongAnswer(f"expected one statement: INSERT INTO {table} SELECT ...", hint="a string of Flink SQL.")
+
+
+def _window_time_as_end(lengths: set, size: pd.Timedelta) -> None:
+    if lengths == {size - MS}:
+        raise WrongAnswer(
+            "your window_end is 1 ms before the window's end: you wrote window_time there.",
+            hint="window_time is the window's last instant (end - 1 ms), the rowtime for later operators.",
+        )
+
+
+def _counts_too_low(got: pd.Series, want: pd.Series) -> None:
+    """Every count at most what it should be, some lower: clicks or windows were left out."""
+    if got.isna().any() and (got.dropna() == want[got.notna()]).all() and want[got.isna()].notna().all():
+        raise WrongAnswer(
+            f"{int(got.isna().sum())} windows are missing; the counts of the others are right.",
+            hint="every window that holds at least one click is a row of the result: filter nothing out.",
+        )
+    if (got.fillna(0) <= want.fillna(0)).all() and (got.fillna(0) < want.fillna(0)).any():
+        raise WrongAnswer(
+            f"your counts add up to {int(got.sum())} clicks; the windows hold {int(want.sum())}.",
+            hint="count every click of the window: COUNT(DISTINCT …) counts fewer, COUNT(column) skips its NULLs.",
+        )
 
 
 def _run(t_env, sql: str, topic: str, exercise_name: str) -> pd.DataFrame:
@@ -60,6 +85,7 @@ def tumbling_window_counts(t_env, per_hour_sql, topics: dict) -> None:
     got = _run(t_env, per_hour_sql, topics["per_hour"], "e1 tumbling")
     _columns(got, ["window_start", "window_end", "event_type", "events"])
     lengths = _lengths(got)
+    _window_time_as_end(lengths, HOUR)
     if lengths != {HOUR}:
         raise WrongAnswer(
             f"your windows last {sorted(str(x) for x in lengths)}, not one hour.",
@@ -76,9 +102,10 @@ def tumbling_window_counts(t_env, per_hour_sql, topics: dict) -> None:
     merged = want.merge(got, on=["window_start", "window_end", "event_type"], how="outer", suffixes=("", "_got"))
     wrong = merged[merged.events != merged.events_got]
     if len(wrong):
+        _counts_too_low(merged.events_got, merged.events)
         raise WrongAnswer(
             f"{len(wrong)} of {len(merged)} (window, event type) counts differ from the events in the topic.",
-            hint="COUNT(*) over TUMBLE(TABLE clicks, DESCRIPTOR(event_time), ...): event time, not arrival.",
+            hint="count the clicks of each hour and event type, by event time (when they happened), not arrival.",
         )
 
 
@@ -91,6 +118,7 @@ def hopping_active_sessions(t_env, active_sessions_sql, topics: dict) -> None:
     got = _run(t_env, active_sessions_sql, topics["active_sessions"], "e2 hopping")
     _columns(got, ["window_start", "window_end", "sessions"])
     lengths = _lengths(got)
+    _window_time_as_end(lengths, HOUR)
     if lengths != {HOUR}:
         raise WrongAnswer(
             f"your windows last {sorted(str(x) for x in lengths)}, not one hour.",
@@ -101,6 +129,12 @@ def hopping_active_sessions(t_env, active_sessions_sql, topics: dict) -> None:
         raise WrongAnswer(
             "your one-hour windows do not overlap: they do not slide every 15 minutes.", hint="HOP, not TUMBLE."
         )
+    slide = starts.diff().dropna().min() if len(starts) > 1 else QUARTER
+    if slide != QUARTER:
+        raise WrongAnswer(
+            f"a new window starts every {slide.seconds // 60} minutes, not every 15.",
+            hint="HOP(TABLE t, DESCRIPTOR(ts), slide, size): the slide is how often a window starts.",
+        )
     clicks = _clicks(topics)
     want = windows.hopping_expected(clicks, HOUR, QUARTER)
     merged = want.merge(got, on=["window_start", "window_end"], how="outer", suffixes=("", "_got"))
@@ -110,11 +144,26 @@ def hopping_active_sessions(t_env, active_sessions_sql, topics: dict) -> None:
             raise WrongAnswer(
                 "you counted events, not sessions.", hint="a session with many clicks is still one session."
             )
+        customers = windows.hopping_expected(clicks.assign(session_id=clicks.customer_id), HOUR, QUARTER)
+        by_customer = customers.merge(got, on=["window_start", "window_end"], how="outer", suffixes=("", "_got"))
+        if (by_customer.sessions.fillna(0) == by_customer.sessions_got.fillna(0)).all():
+            raise WrongAnswer(
+                "you counted distinct customers, not sessions.",
+                hint="a customer can have several sessions, and anonymous clicks have sessions too.",
+            )
         raise WrongAnswer(
             f"{int((merged.sessions != merged.sessions_got).sum())} of {len(merged)} windows have the wrong number "
             "of sessions.",
             hint="COUNT(DISTINCT session_id), grouped by the window's bounds only.",
         )
+
+
+def _sessions_per_visit(clicks: pd.DataFrame, visits: pd.DataFrame) -> pd.Series:
+    """For each visit (row of ``visits``), the distinct session ids among its customer's clicks in its window."""
+    rows = visits.reset_index(drop=True).reset_index()
+    inside = rows.merge(clicks[["customer_id", "session_id", "event_time"]], on="customer_id")
+    inside = inside[(inside.event_time >= inside.window_start) & (inside.event_time < inside.window_end)]
+    return inside.groupby("index").session_id.nunique().reindex(rows["index"], fill_value=0).set_axis(visits.index)
 
 
 @exercise("m03.l04.e3")
@@ -135,6 +184,17 @@ def session_window_visits(t_env, visits_sql, topics: dict) -> None:
     keys = ["customer_id", "window_start", "window_end"]
     merged = want.merge(got, on=keys, how="outer", suffixes=("", "_got"))
     if (merged.events != merged.events_got).any():
+        if _lengths(got) == {GAP}:
+            raise WrongAnswer(
+                "all your windows last exactly 30 minutes: fixed windows, not visits.",
+                hint="a session window grows with each click and closes after 30 minutes without one.",
+            )
+        if (_sessions_per_visit(clicks, got) == got.events).all():
+            raise WrongAnswer(
+                "your counts look like sessions per visit, not clicks per visit.",
+                hint="events is the number of clicks in the visit.",
+            )
+        _counts_too_low(merged.events_got, merged.events)
         for gap in (pd.Timedelta(minutes=m) for m in (5, 10, 15, 20, 45, 60)):
             if len(windows.session_expected(clicks, gap)) == len(got):
                 raise WrongAnswer(
@@ -150,5 +210,5 @@ def session_window_visits(t_env, visits_sql, topics: dict) -> None:
         raise WrongAnswer(
             f"{int((merged.events != merged.events_got).sum())} of {len(merged)} visits differ "
             f"(you wrote {len(got)}, expected {len(want)}).",
-            hint="SESSION(TABLE clicks PARTITION BY customer_id, DESCRIPTOR(event_time), gap), COUNT(*) per window.",
+            hint="one session window per customer (partitioned inside SESSION), and every click of the visit counted.",
         )
