@@ -147,7 +147,7 @@ snapshots[["committed_at", "snapshot_id", "parent_id", "operation", "added rows"
 # ### Exercise 2 — the current lineage
 # Write `ancestry(table)`: the list of snapshot ids from the **current** snapshot back to the first, following
 # `parent_snapshot_id` (`table.current_snapshot()`, `table.snapshot_by_id(id)`). The check runs it on a table
-# with a rollback in its past.
+# right after a rollback, then again after one more append.
 
 
 # %%
@@ -332,7 +332,8 @@ pd.DataFrame(caching).set_index("run")
 # ### Exercise 4 — a query that skips files
 # Write `checkouts_sql`: a DuckDB query over `iceberg_scan('{table}')` (keep the `{table}` slot: the check fills it
 # with the clicks table's metadata location) that returns one row per day — the day and its number of
-# `checkout` events — for **3 and 4 March 2026**, and reads only those days' data files.
+# `checkout` events — for **3 and 4 March 2026**, and reads only those days' data files. The check runs it on
+# the clicks table and on a small table of its own, with clicks at the edges of those days.
 
 # %%
 ### BEGIN SOLUTION

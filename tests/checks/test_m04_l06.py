@@ -45,8 +45,34 @@ def test_find_rejects_one_namespace_only():
             if all(cat.load_table(i).properties.get(k) == v for k, v in wanted.items())
         }
 
-    with pytest.raises(WrongAnswer, match=r"you missed .*m04_l06_archive.check_pii_b"):
+    with pytest.raises(WrongAnswer, match=r"you missed .*m04_l06_finance.check_pii_c"):
         checks.find_tables(one_namespace)
+
+
+def test_find_accepts_tables_and_identifiers():
+    def tables(cat, **wanted):
+        return [
+            cat.load_table(i)
+            for namespace in cat.list_namespaces()
+            for i in cat.list_tables(namespace)
+            if wanted.items() <= cat.load_table(i).properties.items()
+        ]
+
+    checks.find_tables(tables)
+    checks.find_tables(lambda cat, **wanted: [tuple(name.split(".")) for name in find_right(cat, **wanted)])
+
+
+def test_find_rejects_the_notebooks_namespaces_typed_in():
+    def two_namespaces(cat, **wanted):
+        return {
+            ".".join(i)
+            for namespace in ("m04_l06", "m04_l06_archive")
+            for i in cat.list_tables(namespace)
+            if all(cat.load_table(i).properties.get(k) == v for k, v in wanted.items())
+        }
+
+    with pytest.raises(WrongAnswer, match=r"you missed .*m04_l06_finance.check_pii_c"):
+        checks.find_tables(two_namespaces)
 
 
 def test_find_rejects_any_property_and_placeholder():
@@ -81,12 +107,34 @@ def test_ancestry_accepts_parent_links():
 
 
 def test_ancestry_rejects_all_snapshots_and_history():
-    with pytest.raises(WrongAnswer, match="1 of your snapshots are not ancestors"):
+    # right after the rollback, every snapshot newest first is the lineage of the abandoned newest snapshot
+    with pytest.raises(WrongAnswer, match="right after the rollback: your list starts at the newest snapshot"):
         checks.snapshot_ancestry(
             lambda t: [s.snapshot_id for s in sorted(t.snapshots(), key=lambda s: s.timestamp_ms, reverse=True)]
         )
-    with pytest.raises(WrongAnswer, match="not ancestors"):
+    with pytest.raises(WrongAnswer, match="is in your list twice"):
         checks.snapshot_ancestry(lambda t: [h.snapshot_id for h in reversed(t.history())])
+
+
+def test_ancestry_rejects_starting_from_the_newest_snapshot():
+    def from_newest(table):
+        out, snapshot = [], table.snapshots()[-1]
+        while snapshot is not None:
+            out.append(snapshot.snapshot_id)
+            snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+        return out
+
+    with pytest.raises(WrongAnswer, match=r"starts at the newest snapshot, \d+; after a rollback the current one"):
+        checks.snapshot_ancestry(from_newest)
+
+
+def test_ancestry_accepts_history_deduplicated_as_a_series():
+    def from_history(table):
+        history = table.inspect.history().to_pandas()
+        ids = history[history.is_current_ancestor].snapshot_id.iloc[::-1]
+        return ids.drop_duplicates()
+
+    checks.snapshot_ancestry(from_history)
 
 
 def test_ancestry_rejects_oldest_first_and_placeholder():
@@ -156,6 +204,40 @@ def test_pruned_query_rejects_function_on_column(clicks_table):
     WHERE strftime(event_time, '%Y-%m-%d') IN ('2026-03-03', '2026-03-04') AND event_type = 'checkout' GROUP BY 1"""
     with pytest.raises(WrongAnswer, match="read 6 data files; the two days live in 2"):
         checks.pruned_checkout_query(sql, clicks_table)
+
+
+def test_pruned_query_accepts_date_trunc_and_a_count_filter(clicks_table):
+    sql = """SELECT date_trunc('day', event_time) AS day, count(*) FILTER (WHERE event_type = 'checkout')
+    FROM iceberg_scan('{table}') WHERE event_time >= '2026-03-03' AND event_time < '2026-03-05' GROUP BY ALL"""
+    checks.pruned_checkout_query(sql, clicks_table)
+
+
+def test_pruned_query_rejects_bounds_that_only_the_edges_catch(clicks_table):
+    # the generated clicks have whole seconds and none at midnight of the 5th: only the edge table tells
+    with pytest.raises(WrongAnswer, match=r"edges of those days.*gives \{'2026-03-03': 2\}"):
+        checks.pruned_checkout_query(
+            RIGHT_SQL.replace("< TIMESTAMP '2026-03-05'", "<= TIMESTAMP '2026-03-04 23:59:59'"), clicks_table
+        )
+    with pytest.raises(WrongAnswer, match=r"edges of those days.*'2026-03-05': 1"):
+        checks.pruned_checkout_query(
+            RIGHT_SQL.replace("< TIMESTAMP '2026-03-05'", "<= TIMESTAMP '2026-03-05'"), clicks_table
+        )
+
+
+def test_pruned_query_rejects_typed_in_numbers_and_swapped_columns(clicks_table):
+    counts = checks.checkouts_per_day(clicks_table)
+    typed_in = (
+        "SELECT * FROM (VALUES "
+        + ", ".join(f"(DATE '{day}', {n})" for day, n in counts.items())
+        + ") -- iceberg_scan('{table}')"
+    )
+    with pytest.raises(WrongAnswer, match="those numbers are typed in"):
+        checks.pruned_checkout_query(typed_in, clicks_table)
+    swapped = RIGHT_SQL.replace(
+        "SELECT CAST(event_time AS DATE) AS day, count(*)", "SELECT count(*), CAST(event_time AS DATE)"
+    )
+    with pytest.raises(WrongAnswer, match=r"each row should be \(day, checkouts\)"):
+        checks.pruned_checkout_query(swapped.replace("GROUP BY 1", "GROUP BY 2"), clicks_table)
 
 
 def test_pruned_query_rejects_closed_interval_and_placeholder(clicks_table):

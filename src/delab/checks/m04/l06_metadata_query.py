@@ -5,6 +5,7 @@ DuckDB's EXPLAIN ANALYZE."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -37,18 +38,39 @@ def catalog_rows(catalog_name: str = "lake") -> list[tuple[str, str, str]]:
 # ------------------------------------------------------------------------------------------------ exercise 1
 
 
-def _names(found: Any) -> set[str]:
-    return {x if isinstance(x, str) else ".".join(x) for x in found}
+def _names(found: Any) -> set[str] | None:
+    """'namespace.table' names from a collection of names, identifier tuples or tables; None if it is not one."""
+    if hasattr(found, "tolist"):  # a pandas Series or a numpy array
+        found = found.tolist()
+    if isinstance(found, (str, bytes, Mapping)) or not isinstance(found, Iterable):
+        return None
+    names = set()
+    for item in found:
+        if hasattr(item, "name") and callable(item.name):  # a pyiceberg Table
+            item = item.name()
+        if isinstance(item, str):
+            names.add(item)
+        elif isinstance(item, (tuple, list)) and all(isinstance(part, str) for part in item):
+            names.add(".".join(item))
+        else:
+            return None
+    return names
+
+
+# A namespace the notebook never mentions: an answer that lists the lab's namespaces by name misses its table.
+ELSEWHERE = "m04_l06_finance"
 
 
 def governed_tables() -> dict[str, dict[str, str]]:
-    """Tables of this lab's two namespaces with governance properties (created if missing): name -> properties."""
+    """Tables of three namespaces with governance properties (created if missing): name -> properties."""
     cat = _catalog()
     cat.create_namespace_if_not_exists(ARCHIVE)
+    cat.create_namespace_if_not_exists(ELSEWHERE)
     wanted = {
         f"{NAMESPACE}.check_pii_a": {"owner": "m04_l06-growth", "classification": "pii"},
         f"{NAMESPACE}.check_internal": {"owner": "m04_l06-growth", "classification": "internal"},
         f"{ARCHIVE}.check_pii_b": {"owner": "m04_l06-finance", "classification": "pii"},
+        f"{ELSEWHERE}.check_pii_c": {"owner": "m04_l06-growth", "classification": "pii"},
     }
     for name, properties in wanted.items():
         if not cat.table_exists(name):
@@ -82,10 +104,11 @@ def find_tables(fn: Any) -> None:
     governed_tables()
     cat = _catalog()
     for wanted in ({"classification": "pii", "owner": "m04_l06-growth"}, {"classification": "pii"}):
-        got = _find(fn, cat, **wanted)
-        if not isinstance(got, (set, list, tuple, frozenset)):
-            raise WrongAnswer(f"expected a set of 'namespace.table' names, got {type(got).__name__}.")
-        got, want = _names(got), tables_with(**wanted)
+        found = _find(fn, cat, **wanted)
+        got = _names(found)
+        if got is None:
+            raise WrongAnswer(f"expected a set of 'namespace.table' names, got {type(found).__name__}.")
+        want = tables_with(**wanted)
         shown = ", ".join(f"{k}={v}" for k, v in wanted.items())
         if want - got:
             missed = sorted(want - got)
@@ -104,8 +127,9 @@ def find_tables(fn: Any) -> None:
 # ------------------------------------------------------------------------------------------------ exercise 2
 
 
-def lineage_probe() -> Any:
-    """A table with an abandoned branch of history: s1 <- s2 <- s3, rolled back to s2, then s4 on top of s2."""
+def lineage_probe() -> Iterator[Any]:
+    """A table with an abandoned branch of history: s1 <- s2 <- s3, rolled back to s2 (the newest snapshot, s3, is
+    not the current one), then s4 on top of s2. Yields the table after the rollback, then after s4."""
     cat = _catalog()
     identifier = f"{NAMESPACE}.check_lineage"
     if cat.table_exists(identifier):
@@ -116,15 +140,18 @@ def lineage_probe() -> Any:
         table.append(clicks.slice(start, 100))
     second = sorted(table.snapshots(), key=lambda s: s.timestamp_ms)[1].snapshot_id
     table.manage_snapshots().rollback_to_snapshot(second).commit()
+    yield cat.load_table(identifier)
+    table = cat.load_table(identifier)
     table.append(clicks.slice(300, 100))
-    return cat.load_table(identifier)
+    yield cat.load_table(identifier)
 
 
-def ancestors_from_metadata(metadata_location: str) -> list[int]:
-    """The current snapshot's ancestry from the metadata file's ``parent-snapshot-id`` links."""
+def ancestors_from_metadata(metadata_location: str, start: int | None = None) -> list[int]:
+    """The ancestry of ``start`` (default: the current snapshot) from the metadata file's ``parent-snapshot-id``
+    links."""
     meta = ops.metadata_json(metadata_location)
     parents = {s["snapshot-id"]: s.get("parent-snapshot-id") for s in meta.get("snapshots", [])}
-    out, current = [], meta.get("current-snapshot-id")
+    out, current = [], meta.get("current-snapshot-id") if start is None else start
     while current is not None and current in parents:
         out.append(current)
         current = parents[current]
@@ -136,30 +163,51 @@ def _ancestry(fn: Any, table: Any) -> Any:
     return fn(table)
 
 
-@exercise("m04.l06.e2")
-def snapshot_ancestry(fn: Any) -> None:
-    """The current snapshot and its ancestors, newest first, following parent ids."""
-    if not callable(fn):
-        raise WrongAnswer("expected a function ancestry(table).")
-    table = lineage_probe()
-    got = _ancestry(fn, table)
+def _judge_ancestry(got: Any, table: Any, state: str) -> None:
+    if hasattr(got, "tolist"):  # a pandas Series or a numpy array
+        got = got.tolist()
     if not isinstance(got, (list, tuple)):
         raise WrongAnswer(f"expected a list of snapshot ids, got {type(got).__name__}.")
     got = [int(x) for x in got]
     want = ancestors_from_metadata(table.metadata_location)
     if got == want:
         return
+    newest = max(table.snapshots(), key=lambda s: (s.timestamp_ms, s.sequence_number)).snapshot_id
+    if newest != want[0] and got == ancestors_from_metadata(table.metadata_location, newest):
+        raise WrongAnswer(
+            f"{state}: your list starts at the newest snapshot, {newest}; after a rollback the current one is "
+            f"{want[0]}.",
+            hint="start at table.current_snapshot() and follow the parent ids.",
+        )
     if sorted(got) == sorted(want):
-        raise WrongAnswer("the right snapshots, in the wrong order.", hint="start at the current snapshot.")
+        raise WrongAnswer(f"{state}: the right snapshots, in the wrong order.", hint="start at the current snapshot.")
+    twice = sorted({x for x in got if got.count(x) > 1})
+    if twice:
+        raise WrongAnswer(
+            f"{state}: snapshot {twice[0]} is in your list twice; a lineage has each snapshot once.",
+            hint="history lists a snapshot again when a rollback makes it current: follow the parent ids instead.",
+        )
     abandoned = set(got) - set(want)
     if abandoned:
         raise WrongAnswer(
-            f"{len(abandoned)} of your snapshots are not ancestors of the current one (a rollback abandoned them).",
+            f"{state}: {len(abandoned)} of your snapshots are not ancestors of the current one (a rollback abandoned "
+            "them).",
             hint="follow parent_snapshot_id from the current snapshot instead of listing all snapshots.",
         )
     raise WrongAnswer(
-        f"you gave {len(got)} snapshots; the current one has {len(want)} in its lineage (itself included)."
+        f"{state}: you gave {len(got)} snapshots; the current one has {len(want)} in its lineage (itself included)."
     )
+
+
+@exercise("m04.l06.e2")
+def snapshot_ancestry(fn: Any) -> None:
+    """The current snapshot and its ancestors, newest first, following parent ids — right after a rollback (the
+    newest snapshot is not the current one) and after one more append."""
+    if not callable(fn):
+        raise WrongAnswer("expected a function ancestry(table).")
+    states = ("right after the rollback", "after the append that followed it")
+    for state, table in zip(states, lineage_probe(), strict=True):
+        _judge_ancestry(_ancestry(fn, table), table, state)
 
 
 # ------------------------------------------------------------------------------------------------ exercise 3
@@ -211,10 +259,11 @@ DAYS = ("2026-03-03", "2026-03-04")
 
 
 def checkouts_per_day(table: Any) -> dict[str, int]:
+    """Checkouts of each day of DAYS, counted by pyiceberg and pandas (not DuckDB)."""
     frame = table.scan(row_filter="event_type = 'checkout'", selected_fields=("event_time",)).to_pandas()
     days = frame.event_time.dt.strftime("%Y-%m-%d")
     counts = days[days.isin(DAYS)].value_counts()
-    return {day: int(counts.get(day, 0)) for day in DAYS}
+    return {day: int(counts[day]) for day in DAYS if day in counts}
 
 
 def files_of_days(table: Any) -> int:
@@ -222,30 +271,101 @@ def files_of_days(table: Any) -> int:
     return sum(1 for row in table.inspect.files().to_pylist() if next(iter(row["partition"].values()), None) in wanted)
 
 
-@exercise("m04.l06.e4")
-def pruned_checkout_query(sql: Any, table: Any) -> None:
-    """Checkouts per day for 3-4 March, reading only those days' files."""
-    from delab.lakehouse import engines
+# Clicks at the edges of DAYS (a checkout in its last half second, others on the midnights around it), and
+# counts unlike the lab's table: a query with the wrong bounds, or with the lab table's numbers typed in, fails.
+_EDGE_CLICKS = [
+    ("checkout", datetime(2026, 3, 2, 23, 59, 59, 999999)),
+    ("checkout", datetime(2026, 3, 3, 0, 0, 0)),
+    ("checkout", datetime(2026, 3, 3, 12, 0, 0)),
+    ("page_view", datetime(2026, 3, 3, 13, 0, 0)),
+    ("checkout", datetime(2026, 3, 4, 23, 59, 59, 500000)),
+    ("checkout", datetime(2026, 3, 5, 0, 0, 0)),
+    ("checkout", datetime(2026, 3, 6, 10, 0, 0)),
+]
 
-    if not isinstance(sql, str) or "{table}" not in sql:
-        raise WrongAnswer("expected a SQL string reading iceberg_scan('{table}').", hint="keep the {table} slot.")
-    con = engines.duckdb_iceberg()
+
+def edge_table() -> Any:
+    """A day-partitioned clicks table holding _EDGE_CLICKS, one file per day (recreated on every call)."""
+    import pyarrow as pa
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.transforms import DayTransform
+
+    cat = _catalog()
+    identifier = f"{NAMESPACE}.check_checkout_edges"
+    if cat.table_exists(identifier):
+        cat.purge_table(identifier)
+    schema = ops.clicks_schema()
+    spec = PartitionSpec(PartitionField(source_id=6, field_id=1000, transform=DayTransform(), name="event_day"))
+    table = cat.create_table(identifier, schema=schema, partition_spec=spec)
+    columns: dict[str, list] = {name: [None] * len(_EDGE_CLICKS) for name in schema.column_names}
+    columns["event_id"] = list(range(1, len(_EDGE_CLICKS) + 1))
+    columns["event_type"] = [kind for kind, _ in _EDGE_CLICKS]
+    columns["event_time"] = [when for _, when in _EDGE_CLICKS]
+    table.append(pa.Table.from_pydict(columns, schema=schema.as_arrow()))
+    return cat.load_table(identifier)
+
+
+def _run_checkouts(con: Any, sql: str, table: Any) -> tuple[dict[str, int], int]:
+    """The learner's query on ``table``: {day: checkouts} and the data files DuckDB read."""
     query = sql.format(table=table.metadata_location)
     try:
         rows = con.sql(query).fetchall()
         profile = con.sql("EXPLAIN ANALYZE " + query).fetchall()[0][1]
     except Exception as error:
         raise WrongAnswer(f"DuckDB refused your query: {str(error).splitlines()[0][:200]}") from None
-    got = {str(day)[:10]: int(n) for day, n in rows if day is not None}
+    got = {}
+    for row in rows:
+        day, count = (row[0], row[1]) if len(row) == 2 else (None, None)
+        if not isinstance(count, int) or isinstance(count, bool) or not str(day)[:10].startswith("20"):
+            raise WrongAnswer(
+                f"each row should be (day, checkouts); one of yours is {tuple(row)}.",
+                hint="two columns: the day first, then the number of checkouts.",
+            )
+        got[str(day)[:10]] = int(count)
+    return got, ops.files_read(profile)
+
+
+@exercise("m04.l06.e4")
+def pruned_checkout_query(sql: Any, table: Any) -> None:
+    """Checkouts per day for 3-4 March, reading only those days' files — on the lab's table and on a table of
+    clicks at the edges of those days."""
+    from delab.lakehouse import engines
+
+    if not isinstance(sql, str) or "{table}" not in sql:
+        raise WrongAnswer("expected a SQL string reading iceberg_scan('{table}').", hint="keep the {table} slot.")
+    con = engines.duckdb_iceberg()
+    got, read = _run_checkouts(con, sql, table)
     want = checkouts_per_day(table)
     if got != want:
         raise WrongAnswer(
             f"your query gives {got}, expected a count per day for {list(DAYS)} that matches the table.",
             hint="two columns: the day and the number of checkouts; a day runs from midnight to midnight.",
         )
-    read, needed = ops.files_read(profile), files_of_days(table)
+    needed = files_of_days(table)
     if read > needed:
         raise WrongAnswer(
             f"your query read {read} data files; the two days live in {needed}.",
             hint="compare event_time itself with timestamps: a function around the column hides it from pruning.",
         )
+    edges = edge_table()
+    on_lab_table = got
+    got, read = _run_checkouts(con, sql, edges)
+    want = checkouts_per_day(edges)
+    if got == on_lab_table:
+        raise WrongAnswer(
+            f"on another table your query gives the same {got} as on the lab's: those numbers are typed in.",
+            hint="let the query count the rows of iceberg_scan('{table}').",
+        )
+    if got != want:
+        raise WrongAnswer(
+            f"on a table of checkouts at the edges of those days (midnights, the last half second) your query gives "
+            f"{got}, expected {want}.",
+            hint="a day runs from its midnight (included) to the next midnight (excluded).",
+        )
+    if read > files_of_days(edges):
+        raise WrongAnswer(
+            f"on a table with one file per day your query read {read} data files; the two days live in "
+            f"{files_of_days(edges)}.",
+            hint="compare event_time itself with timestamps: a function around the column hides it from pruning.",
+        )
+    _catalog().purge_table(f"{NAMESPACE}.check_checkout_edges")
