@@ -39,7 +39,10 @@ sent
 # ## Four streams
 # `orders` and `payments` are event streams: each row happened once, at its event time (`order_time`,
 # `paid_at`). A payment is made a few seconds to minutes after its order; some fail and are retried up to half an
-# hour later. `prices` is different: a **changelog** of each product's price, keyed by `product_id` — a new row
+# hour later. A few sit on the edges: one in the same second as its order, one at 14 min 59 s, one exactly 15
+# minutes after, one a second later, and one stamped 30 seconds *before* its order (the payment provider's clock
+# is behind the shop's).
+# `prices` is different: a **changelog** of each product's price, keyed by `product_id` — a new row
 # replaces the product's previous price from `valid_from` on. Each table has a watermark one minute behind its
 # latest event time.
 
@@ -93,10 +96,12 @@ check.m03.interval_join_payments(t_env, paid_sql, topics)
 
 # %%
 paid = flink_jobs.read_frame(topics["paid"])
-orders = joins.orders(shop)
+orders, payments = joins.orders(shop), joins.payments(shop)
 unpaid = orders[~orders.order_id.isin(paid.order_id)].merge(shop.orders[["order_id", "status"]].drop_duplicates())
+unpaid["paid_after"] = unpaid.order_id.map(payments.groupby("order_id").paid_at.min()) - unpaid.order_time
 unpaid["why"] = "paid more than 15 minutes later"
-unpaid.loc[unpaid.order_time > shop.payments.paid_at.max(), "why"] = "time stamp in the future"
+unpaid.loc[unpaid.paid_after < pd.Timedelta(0), "why"] = "paid before the order's time (clocks differ)"
+unpaid.loc[unpaid.order_time > payments.paid_at.max(), "why"] = "time stamp in the future"
 unpaid.loc[unpaid.status == "cancelled", "why"] = "cancelled: never paid"
 unpaid.groupby("why").size().rename("orders without a payment within 15 minutes")
 
@@ -194,7 +199,6 @@ for name in ("regular_out", "interval_out"):
     t_env.execute_sql(windows.sink_ddl(name, columns, topics[name], bootstrap))
 t_env.get_config().set("execution.checkpointing.interval", "1 s")
 
-orders, payments = joins.orders(shop), joins.payments(shop)
 within_15 = joins.interval_expected(orders, payments, pd.Timedelta(0), pd.Timedelta(minutes=15))
 select = "SELECT o.order_id, o.order_time, p.payment_id, p.amount, p.status FROM orders_live o JOIN payments_live p"
 plans = {

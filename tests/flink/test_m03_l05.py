@@ -76,6 +76,45 @@ def test_interval_join_rejects_wide_bound(lab):
         checks.interval_join_payments(lab[0], PAID.format(bound=BETWEEN.format(minutes=60)), lab[1])
 
 
+def test_payments_sit_on_the_edges_of_the_window(lab):
+    shop = lab[2]
+    pairs = joins.orders(shop).merge(joins.payments(shop), on="order_id")
+    delays = set(pairs.paid_at - pairs.order_time)
+    assert set(joins.EDGE_DELAYS.values()) <= delays
+
+
+def test_interval_join_rejects_excluded_bounds(lab):
+    # used to pass: no payment sat exactly on a bound
+    sql = PAID.format(bound="AND p.paid_at > o.order_time AND p.paid_at < o.order_time + INTERVAL '15' MINUTE")
+    with pytest.raises(WrongAnswer, match="exactly at a bound"):
+        checks.interval_join_payments(lab[0], sql, lab[1])
+
+
+def test_interval_join_rejects_a_window_before_the_order(lab):
+    # used to pass: no payment was made in the 15 minutes before its order
+    bound = "AND p.paid_at BETWEEN o.order_time - INTERVAL '15' MINUTE AND o.order_time + INTERVAL '15' MINUTE"
+    with pytest.raises(WrongAnswer, match="made before their order"):
+        checks.interval_join_payments(lab[0], PAID.format(bound=bound), lab[1])
+
+
+def test_interval_join_rejects_sixteen_minutes(lab):
+    # used to pass with the lab's data: its first payment after 15 minutes came at 17:32 (now one at 15:01)
+    with pytest.raises(WrongAnswer, match="came more than 15 minutes after their order"):
+        checks.interval_join_payments(lab[0], PAID.format(bound=BETWEEN.format(minutes=16)), lab[1])
+
+
+def test_interval_join_says_failed_attempts_are_missing(lab):
+    sql = PAID.format(bound=BETWEEN.format(minutes=15)) + " WHERE p.status <> 'failed'"
+    with pytest.raises(WrongAnswer, match="failed payment attempts are missing"):
+        checks.interval_join_payments(lab[0], sql, lab[1])
+
+
+def test_interval_join_accepts_the_condition_on_the_order_and_a_comment(lab):
+    # a leading comment used to fail: "expected one statement: INSERT INTO paid_orders SELECT ..."
+    bound = "AND o.order_time BETWEEN p.paid_at - INTERVAL '15' MINUTE AND p.paid_at"
+    checks.interval_join_payments(lab[0], "-- within 15 minutes\n" + PAID.format(bound=bound), lab[1])
+
+
 def test_interval_join_placeholder(lab):
     with pytest.raises(NotSolvedYet, match="placeholder"):
         checks.interval_join_payments(lab[0], ..., lab[1])
@@ -96,6 +135,12 @@ def test_temporal_join_rejects_regular_join(lab):
 def test_temporal_join_rejects_processing_time(lab):
     with pytest.raises(WrongAnswer, match="processing-time lookup"):
         checks.temporal_join_prices(lab[0], PRICED.format(version="FOR SYSTEM_TIME AS OF PROCTIME()"), lab[1])
+
+
+def test_temporal_join_says_price_times_quantity(lab):
+    sql = PRICED.format(version="FOR SYSTEM_TIME AS OF l.order_time").replace("p.price", "p.price * l.quantity")
+    with pytest.raises(WrongAnswer, match="price × quantity"):
+        checks.temporal_join_prices(lab[0], sql, lab[1])
 
 
 def test_temporal_join_placeholder(lab):
@@ -147,6 +192,35 @@ def test_state_size_rejects_kilobytes(live_jobs):
 
     with pytest.raises(WrongAnswer, match="kilobytes"):
         checks.join_state_size(kilobytes, live_jobs)
+
+
+def test_state_size_rejects_checkpointed_size(live_jobs):
+    # used to pass: with the hashmap backend checkpointed_size equals state_size
+    def checkpointed(stats):
+        completed = (stats.get("latest") or {}).get("completed")
+        return None if completed is None else completed["checkpointed_size"]
+
+    with pytest.raises(WrongAnswer, match="you read checkpointed_size"):
+        checks.join_state_size(checkpointed, live_jobs)
+
+
+def test_state_size_rejects_the_summary_maximum(live_jobs):
+    # used to be rejected only for returning a number before the first checkpoint
+    def largest(stats):
+        return stats["summary"]["state_size"]["max"] or None
+
+    with pytest.raises(WrongAnswer, match="newer checkpoint completed"):
+        checks.join_state_size(largest, live_jobs)
+
+
+def test_state_size_accepts_reading_the_counts_first(live_jobs):
+    # used to fail: the check's "no checkpoint yet" statistics still counted completed checkpoints
+    def by_counts(stats):
+        if stats["counts"]["completed"] == 0:
+            return None
+        return stats["latest"]["completed"]["state_size"]
+
+    checks.join_state_size(by_counts, live_jobs)
 
 
 def test_state_size_placeholder(live_jobs):

@@ -32,9 +32,29 @@ def orders(shop: Any) -> pd.DataFrame:
     return out.sort_values(["order_time", "order_id"], kind="stable", ignore_index=True)
 
 
+# Payments put on the edges of lab 03.05's 15-minute interval (delay after the order), so that its bounds matter:
+# a window that excludes a bound, or reaches a minute too far either way, misses or adds one of these.
+EDGE_DELAYS = {
+    "in the same second as its order": pd.Timedelta(0),
+    "a second before the 15 minutes are up": pd.Timedelta(minutes=14, seconds=59),
+    "exactly 15 minutes after its order": pd.Timedelta(minutes=15),
+    "15 minutes and 1 second after its order": pd.Timedelta(minutes=15, seconds=1),
+    "30 seconds before its order (the payment provider's clock is behind)": pd.Timedelta(seconds=-30),
+}
+
+
 def payments(shop: Any) -> pd.DataFrame:
-    """Every payment attempt (failed ones too), sorted by the time it was made."""
-    out = shop.payments[["payment_id", "order_id", "paid_at", "amount", "status"]]
+    """Every payment attempt (failed ones too), sorted by the time it was made. The only payments of a few
+    captured orders are moved to the delays of ``EDGE_DELAYS``."""
+    out = shop.payments[["payment_id", "order_id", "paid_at", "amount", "status"]].copy()
+    times = orders(shop).set_index("order_id").order_time
+    delay = out.paid_at - out.order_id.map(times)
+    single = ~out.order_id.duplicated(keep=False)
+    candidates = out[single & (out.status == "captured") & (delay >= pd.Timedelta(0)) & (delay < pd.Timedelta(hours=1))]
+    step = max(len(candidates) // (len(EDGE_DELAYS) + 1), 1)  # spread over the period
+    for position, edge in enumerate(EDGE_DELAYS.values(), start=1):
+        index = candidates.index[min(position * step, len(candidates) - 1)]
+        out.loc[index, "paid_at"] = times[out.loc[index, "order_id"]] + edge
     return out.sort_values(["paid_at", "payment_id"], kind="stable", ignore_index=True)
 
 

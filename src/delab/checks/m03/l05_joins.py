@@ -16,8 +16,12 @@ JOB_PREFIX = "m03_l05"
 WINDOW = pd.Timedelta(minutes=15)
 
 
+LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
+
+
 def _insert_into(sql, table: str) -> None:
-    if not isinstance(sql, str) or not re.match(rf"\s*insert\s+into\s+`?{table}`?\b", sql, re.IGNORECASE):
+    statement = LEADING_COMMENTS.sub("", sql) if isinstance(sql, str) else ""
+    if not re.match(rf"insert\s+into\s+(?:[\w`]+\.)*`?{table}`?(?![\w`])", statement, re.IGNORECASE):
         raise WrongAnswer(f"expected one statement: INSERT INTO {table} SELECT ...", hint="a string of Flink SQL.")
 
 
@@ -57,6 +61,9 @@ def _columns(frame: pd.DataFrame, want: list[str], source: str) -> None:
 
 
 def _minutes(delta: pd.Timedelta) -> str:
+    if pd.Timedelta(0) <= delta < pd.Timedelta(hours=1):
+        minutes, seconds = divmod(int(delta.total_seconds()), 60)
+        return f"{minutes} min {seconds:02d} s"
     return f"{delta / pd.Timedelta(minutes=1):,.1f} minutes"
 
 
@@ -104,6 +111,18 @@ def interval_join_payments(t_env, paid_sql, topics: dict) -> None:
             hint="check the upper bound of the interval: 15 minutes after o.order_time.",
         )
     missing = want[~want.payment_id.isin(got.payment_id)]
+    if len(missing) and (missing.status == "failed").all() and (want.status == "failed").sum() == len(missing):
+        raise WrongAnswer(
+            f"the {len(missing)} failed payment attempts are missing.",
+            hint="every attempt made within the 15 minutes is joined, whatever its status.",
+        )
+    on_bound = (missing.paid_at == missing.order_time) | (missing.paid_at == missing.order_time + WINDOW)
+    if len(missing) and on_bound.all():
+        raise WrongAnswer(
+            f"{len(missing)} payments made exactly at a bound of the window (at the order's time or 15 minutes "
+            "after) are missing.",
+            hint="both bounds are included: p.paid_at >= … AND p.paid_at <= … (BETWEEN includes them too).",
+        )
     if len(missing):
         kept = _minutes(delay.max()) if len(delay) else "none"
         raise WrongAnswer(
@@ -157,6 +176,11 @@ def temporal_join_prices(t_env, priced_sql, topics: dict) -> None:
             hint="an inner temporal join ON the product id keeps every line whose product has a price by then.",
         )
     wrong = merged[(merged.price - merged.price_got).abs() > 0.005]
+    if len(wrong) and ((wrong.price * wrong.quantity - wrong.price_got).abs() <= 0.01).all():
+        raise WrongAnswer(
+            f"{len(wrong)} lines carry the line's total (price × quantity), not the product's price.",
+            hint="price is the unit price of the product at the order's time.",
+        )
     if len(wrong):
         latest = wrong.product_id.map(joins.latest_prices(prices))
         if ((latest - wrong.price_got).abs() <= 0.005).all():
@@ -172,6 +196,45 @@ def temporal_join_prices(t_env, priced_sql, topics: dict) -> None:
 
 def _reader_on(state_bytes, stats: dict, what: str):
     return learner_code(f"state_bytes on {what}")(state_bytes)(copy.deepcopy(stats))
+
+
+def _summary(history: list[dict], like: dict) -> dict:
+    """The ``summary`` block recomputed over the completed checkpoints of ``history`` (min, max, avg …)."""
+    done = [c for c in history if c.get("status") == "COMPLETED"]
+    summary = copy.deepcopy(like)
+    for metric in ("state_size", "checkpointed_size"):
+        values = [c.get(metric, 0) for c in done] or [0]
+        summary[metric] = {"min": min(values), "max": max(values), "avg": sum(values) // len(values)}
+    return summary
+
+
+def _newer_smaller(stats: dict) -> dict:
+    """The statistics after one more checkpoint completed, with less state (expired rows dropped) and written
+    incrementally (RocksDB): its ``checkpointed_size`` is only what changed since the previous one."""
+    newer = copy.deepcopy(stats)
+    last = copy.deepcopy(newer["latest"]["completed"])
+    last.update(
+        id=last["id"] + 1,
+        trigger_timestamp=last["trigger_timestamp"] + 1000,
+        state_size=last["state_size"] * 3 // 4,
+        checkpointed_size=max(last["state_size"] // 5, 1),
+    )
+    newer["latest"]["completed"] = last
+    newer["history"] = [{**last, "className": "completed"}, *newer.get("history", [])]
+    counts = newer.setdefault("counts", {})
+    counts.update(total=counts.get("total", 0) + 1, completed=counts.get("completed", 0) + 1)
+    newer["summary"] = _summary(newer["history"], newer.get("summary") or {})
+    return newer
+
+
+def _before_first_checkpoint(stats: dict) -> dict:
+    """The statistics of a job whose first checkpoint has not completed: as the REST API gives them then."""
+    fresh = copy.deepcopy(stats)
+    fresh["counts"] = {key: 0 for key in (fresh.get("counts") or {"completed": 0})}
+    fresh["latest"] = {"completed": None, "savepoint": None, "failed": None, "restored": None}
+    fresh["history"] = []
+    fresh["summary"] = _summary([], fresh.get("summary") or {})
+    return fresh
 
 
 @exercise("m03.l05.e3")
@@ -207,8 +270,8 @@ def join_state_size(state_bytes, job_ids: dict) -> None:
                 f"for the {name} job you read {got:,} bytes; its latest completed checkpoint holds {want:,}.",
                 hint="stats['latest']['completed'] describes the latest completed checkpoint.",
             )
-    # the same statistics a moment later: a newer checkpoint is still in progress (its size only partly known)
     stats = joins.checkpoints(next(iter(job_ids.values())))
+    # a moment later, a newer checkpoint is in progress (its size only partly known)
     running = copy.deepcopy(stats)
     pending = {**(running.get("history") or [{}])[0], "status": "IN_PROGRESS", "state_size": 0}
     pending["id"] = pending.get("id", 0) + 1
@@ -219,10 +282,23 @@ def join_state_size(state_bytes, job_ids: dict) -> None:
             "with a newer checkpoint still in progress your function does not return the latest COMPLETED one.",
             hint="history lists every checkpoint, newest first, whatever its status.",
         )
+    # later still, a newer checkpoint completed with less state, written incrementally
+    newer = _newer_smaller(stats) if joins.state_size(stats) is not None else stats
+    got, want = _reader_on(state_bytes, newer, "statistics with a newer checkpoint"), joins.state_size(newer)
+    if got != want:
+        latest = newer["latest"]["completed"]
+        if got == latest["checkpointed_size"]:
+            raise WrongAnswer(
+                "you read checkpointed_size: what the checkpoint wrote, which with incremental checkpoints (RocksDB) "
+                "is only the change since the previous one.",
+                hint="the size of the whole state is another field of the same entry.",
+            )
+        raise WrongAnswer(
+            f"after a newer checkpoint completed with {want:,} bytes of state you returned {got!r}.",
+            hint="read the latest completed checkpoint, not a summary over all of them or an earlier one.",
+        )
     # and before the first checkpoint has completed: there is no size to read yet
-    fresh = copy.deepcopy(stats)
-    fresh["latest"] = {"completed": None, "savepoint": None, "failed": None, "restored": None}
-    fresh["history"] = []
+    fresh = _before_first_checkpoint(stats)
     try:
         empty = state_bytes(fresh)
     except Exception as error:  # the reader must cope with a job that has not checkpointed yet
