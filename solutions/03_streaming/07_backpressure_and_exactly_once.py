@@ -47,8 +47,9 @@ payments = datasets.shop(seed=7, scale=0.05).payments
 # Write `measure_producer(topic, n, settings, rate=None)`: send `n` small JSON messages to `topic` with a
 # confluent-kafka `Producer` configured with `bootstrap.servers` plus `settings`, as fast as possible — or, when
 # `rate` is given, paced at `rate` messages per second (sleep until message *i* is due at `i / rate` seconds).
-# Record each message's latency — from `produce()` to its **delivery report** (`on_delivery=` callback) — and
-# wait for all of them (`flush()`). Return `{"messages/s": ..., "p50 ms": ..., "p99 ms": ...}`
+# Record each message's latency — from `produce()` to its **delivery report** (`on_delivery=` callback; reports
+# reach it when you call `producer.poll(0)`, so poll after each `produce()`) — and wait for all of them
+# (`flush()`). Return `{"messages/s": ..., "p50 ms": ..., "p99 ms": ...}`
 # (`exactly_once.latency_summary(latencies_ms)` computes the two percentiles).
 
 
@@ -118,7 +119,7 @@ producer_table
 # **pauses** its partitions when its buffer is full and resumes when it has drained (the last row).
 
 # %%
-exactly_once.fill(topics["consume"], 20_000)
+exactly_once.fill(topics["consume"], 10_000)
 consumer_settings = {
     "defaults": {},
     "fetch.min.bytes 1 MB, wait ≤ 100 ms": {"fetch.min.bytes": 1_000_000, "fetch.wait.max.ms": 100},
@@ -291,7 +292,7 @@ checkpoint_settings = {
 # %%
 ledger_env = flink_jobs.table_environment(f"{ns.prefix} ledger")
 for key, value in checkpoint_settings.items():
-    ledger_env.get_config().set(key, value)
+    ledger_env.get_config().set(key, str(value))
 ledger_job = exactly_once.ledger_job(ledger_env, topics, ledger_sink_options, f"{ns.prefix} ledger")
 feeder = exactly_once.Feeder(topics["payments"], rate=200, payments=payments).start()
 exactly_once.wait_for_checkpoint(ledger_job, after=1)

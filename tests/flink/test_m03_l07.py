@@ -18,21 +18,29 @@ pytestmark = pytest.mark.stack
 BOOTSTRAP = config.kafka().bootstrap_servers
 
 
-def make_measure(flush: bool = True, unit: float = 1000, pace: bool = True):
+def make_measure(
+    flush: bool = True,
+    unit: float = 1000,
+    pace: bool = True,
+    from_start: bool = False,
+    poll: bool = True,
+    use_settings: bool = True,
+):
     def measure_producer(topic, n, settings, rate=None):
-        producer = Producer({"bootstrap.servers": BOOTSTRAP, **settings})
+        producer = Producer({"bootstrap.servers": BOOTSTRAP, **(settings if use_settings else {})})
         latencies = []
         started = time.perf_counter()
         for i in range(n):
             if rate and pace:
                 time.sleep(max(0.0, started + i / rate - time.perf_counter()))
-            sent_at = time.perf_counter()
+            sent_at = started if from_start else time.perf_counter()
             producer.produce(
                 topic,
                 json.dumps({"seq": i}),
                 on_delivery=lambda e, m, t=sent_at: latencies.append((time.perf_counter() - t) * unit),
             )
-            producer.poll(0)
+            if poll:
+                producer.poll(0)
         if flush:
             producer.flush(30)
         elapsed = time.perf_counter() - started
@@ -60,6 +68,34 @@ def test_producer_rejects_latency_in_seconds():
 def test_producer_rejects_ignoring_the_rate():
     with pytest.raises(WrongAnswer, match="sleep until then"):
         checks.producer_measurement(make_measure(pace=False))
+
+
+def test_producer_rejects_latency_counted_from_the_start_of_the_run():
+    # used to pass: p50 ~ half the run, p99 ~ the run, both "fit a run"
+    with pytest.raises(WrongAnswer, match="grow through the run"):
+        checks.producer_measurement(make_measure(from_start=True))
+
+
+def test_producer_rejects_delivery_reports_read_only_at_flush():
+    # used to pass: without poll(0) every report reaches the callback in flush(), at the end of the run
+    with pytest.raises(WrongAnswer, match="grow through the run"):
+        checks.producer_measurement(make_measure(poll=False))
+
+
+def test_producer_says_when_the_settings_were_not_used():
+    # used to ask "are you measuring in seconds?"
+    with pytest.raises(WrongAnswer, match="as if linger were shorter"):
+        checks.producer_measurement(make_measure(use_settings=False))
+
+
+def test_producer_says_the_values_must_be_numbers():
+    # used to crash the check with ValueError
+    def with_units(topic, n, settings, rate=None):
+        result = make_measure()(topic, n, settings, rate)
+        return {key: f"{value} {key.split()[-1]}" for key, value in result.items()}
+
+    with pytest.raises(WrongAnswer, match="must be numbers"):
+        checks.producer_measurement(with_units)
 
 
 def test_producer_placeholder():
@@ -95,6 +131,13 @@ def test_backpressure_rejects_busy_time(throttled_job):
 def test_backpressure_rejects_vertex_ids(throttled_job):
     with pytest.raises(WrongAnswer, match="vertex ids"):
         checks.backpressure_reading(reading("backPressuredTimeMsPerSecond", key="id"), throttled_job)
+
+
+def test_backpressure_rejects_figures_copied_from_an_output(throttled_job):
+    # used to pass: the right dict, typed in, whatever the job
+    copied = reading("backPressuredTimeMsPerSecond")(throttled_job)
+    with pytest.raises(WrongAnswer, match="job that does not exist"):
+        checks.backpressure_reading(lambda job_id: dict(copied), throttled_job)
 
 
 def test_backpressure_placeholder(throttled_job):
@@ -140,6 +183,34 @@ def test_transaction_rejects_a_swallowed_error():
         checks.transaction_all_or_nothing(publish(reraise=False))
 
 
+def test_transaction_rejects_no_abort_when_rows_are_encoded_first():
+    # used to pass: the encoding error came before begin_transaction(), so nothing was ever left open
+    def encode_first(producer, topic, rows):
+        payloads = [json.dumps(row) for row in rows]
+        producer.begin_transaction()
+        for payload in payloads:
+            producer.produce(topic, payload)
+        producer.commit_transaction(30)
+
+    with pytest.raises(WrongAnswer, match="cannot start a new transaction"):
+        checks.transaction_all_or_nothing(encode_first)
+
+
+def test_transaction_accepts_encoding_first_with_an_abort():
+    def encode_first(producer, topic, rows):
+        payloads = [json.dumps(row) for row in rows]
+        producer.begin_transaction()
+        try:
+            for payload in payloads:
+                producer.produce(topic, payload)
+            producer.commit_transaction(30)
+        except Exception:
+            producer.abort_transaction(30)
+            raise
+
+    checks.transaction_all_or_nothing(encode_first)
+
+
 def test_transaction_rejects_no_transaction():
     def plain(producer, topic, rows):
         for row in rows:
@@ -165,6 +236,20 @@ def checkpointing(ns):
         "restart-strategy.fixed-delay.attempts": "30",
         "restart-strategy.fixed-delay.delay": "1 s",
     }
+
+
+def test_options_accept_other_spellings():
+    # used to fail: "0.5 s" read as checkpointing off; the deprecated key state.checkpoints.dir (Flink 2.1 reads it)
+    ns = stack.namespace("m03_l07_tests")
+    assert checks.checkpoint_problem({**checkpointing(ns), "execution.checkpointing.interval": "0.5 s"}) == ""
+    legacy = {k: v for k, v in checkpointing(ns).items() if k != "execution.checkpointing.dir"}
+    assert checks.checkpoint_problem({**legacy, "state.checkpoints.dir": ns.s3_uri("checkpoints")}) == ""
+    assert checks.sink_option_problem({**SINK, "properties.transaction.timeout.ms": 60000}) == ""
+
+
+def test_options_say_the_timeout_is_milliseconds():
+    # used to crash the check with ValueError
+    assert "milliseconds" in checks.sink_option_problem({**SINK, "properties.transaction.timeout.ms": "60 s"})
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ the broker or the cluster itself."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any
@@ -64,7 +65,7 @@ def producer_measurement(measure_producer) -> None:
     """measure_producer sends n messages, waits for every acknowledgement and reports throughput and latency."""
     if not callable(measure_producer):
         raise WrongAnswer("expected a function measure_producer(topic, n, settings, rate=None).")
-    for n, settings, rate in ((5000, {"linger.ms": 5}, None), (600, {"linger.ms": 50}, 2000)):
+    for n, settings, rate in ((5000, {"linger.ms": 5}, None), (1000, {"linger.ms": 50}, 2000)):
         topic = _topic("bench")
         started = time.monotonic()
         result = _measure(measure_producer, topic, n, dict(settings), rate)
@@ -77,7 +78,12 @@ def producer_measurement(measure_producer) -> None:
                 f"{arrived} of {n} messages reached the topic when measure_producer returned.",
                 hint="produce() only queues a message: wait for every delivery report before you stop the clock.",
             )
-        throughput, p50, p99 = (float(result[key]) for key in KEYS)
+        try:
+            throughput, p50, p99 = (float(result[key]) for key in KEYS)
+        except (TypeError, ValueError):
+            raise WrongAnswer(
+                f"the values must be numbers; you returned {result!r}.", hint="leave the units in the keys."
+            ) from None
         if throughput < 0.8 * n / wall:
             raise WrongAnswer(
                 f"you report {throughput:.0f} messages/s but the call sent {n} in {wall:.2f} s "
@@ -94,11 +100,23 @@ def producer_measurement(measure_producer) -> None:
                 f"{n} messages at {rate}/s should take {n / rate:.1f} s; yours took {wall:.2f} s.",
                 hint="with a rate, message i is due i / rate seconds after the start: sleep until then.",
             )
-        if rate and p50 < 10:
+        if rate and p50 < 1:
             raise WrongAnswer(
                 f"paced at {rate}/s with linger.ms = 50, your median latency is {p50} ms — but a message waits for "
                 "its batch to fill or linger to expire.",
                 hint="are you measuring in seconds? Or timing produce() instead of the delivery report?",
+            )
+        if rate and p50 < 10:
+            raise WrongAnswer(
+                f"paced at {rate}/s with linger.ms = 50, your median latency is {p50} ms: as if linger were shorter.",
+                hint="build the Producer from bootstrap.servers plus the settings you were given.",
+            )
+        if rate and p50 > 0.3 * wall * 1000 and p99 > 0.7 * wall * 1000:
+            raise WrongAnswer(
+                f"your latencies grow through the run (median {p50:.0f} ms, p99 {p99:.0f} ms in a {wall * 1000:.0f} ms "
+                "run): they are not per message.",
+                hint="time each message from its own produce() to its delivery report; poll(0) after each produce() "
+                "so reports reach your callback as they arrive.",
             )
 
 
@@ -136,6 +154,16 @@ def backpressure_reading(backpressure_by_vertex, job_id: str) -> None:
         return value != value if reference != reference else abs(value - reference) <= 250
 
     off = [name for name in names if not near(got[name], want[name])]
+    if not off:
+        try:
+            elsewhere = _backpressure(backpressure_by_vertex, "0" * 32)  # a job id that does not exist
+        except WrongAnswer:
+            elsewhere = None  # a reader of the REST API fails here: there is no such job
+        if elsewhere == got:
+            raise WrongAnswer(
+                "your function returns the same figures for a job that does not exist.",
+                hint="read the metrics of the job_id you are given from the REST API; never copy them from an output.",
+            )
     if off:
         if all(near(got[name], busy[name]) for name in names):
             raise WrongAnswer(
@@ -167,6 +195,9 @@ def _transactional_producer() -> Any:
 class _Unserialisable:
     def __repr__(self) -> str:
         return "<a value json cannot encode>"
+
+
+TOO_LARGE = "x" * 2_000_000  # JSON-encodes fine; produce() refuses it (above message.max.bytes, 1 MB)
 
 
 @exercise("m03.l07.e3")
@@ -207,15 +238,41 @@ def transaction_all_or_nothing(publish_in_transaction) -> None:
         )
     if not raised:
         raise WrongAnswer("the failed batch was swallowed silently.", hint="abort, then re-raise so the caller knows.")
-    try:
-        publish_in_transaction(producer, topic, good)
-    except Exception as error:
-        raise WrongAnswer(
-            f"after an aborted batch the producer cannot start again: {type(error).__name__}: {error}",
-            hint="abort_transaction() leaves the producer ready for the next begin_transaction().",
-        ) from None
+    _start_again(publish_in_transaction, producer, topic, good, "whose 7th row could not be encoded")
     if _visible(topic, 2 * len(good)) != 2 * len(good):
         raise WrongAnswer("the batch after an aborted one did not become visible.", hint="commit it.")
+    # a batch whose 7th row encodes fine but that produce() refuses: it fails inside the open transaction
+    oversized = [{"seq": 200 + i, "amount": 1.0} for i in range(10)]
+    oversized[6] = {"seq": 206, "amount": 1.0, "note": TOO_LARGE}
+    try:
+        publish_in_transaction(producer, topic, oversized)
+    except NotImplementedError:
+        raise
+    except Exception:
+        raised = True
+    else:
+        raised = False
+    if _count(topic) > 2 * len(good):
+        raise WrongAnswer(
+            f"a batch whose 7th message the broker refused (too large) left {_count(topic) - 2 * len(good)} rows "
+            "visible to read_committed readers.",
+            hint="on an error, abort the transaction — never commit in a finally block.",
+        )
+    if not raised:
+        raise WrongAnswer("the failed batch was swallowed silently.", hint="abort, then re-raise so the caller knows.")
+    _start_again(publish_in_transaction, producer, topic, good, "whose 7th message produce() refused")
+    if _visible(topic, 3 * len(good)) != 3 * len(good):
+        raise WrongAnswer("the batch after an aborted one did not become visible.", hint="commit it.")
+
+
+def _start_again(publish_in_transaction, producer: Any, topic: str, rows: list[dict], failed: str) -> None:
+    try:
+        publish_in_transaction(producer, topic, rows)
+    except Exception as error:
+        raise WrongAnswer(
+            f"after a batch {failed}, the producer cannot start a new transaction: {type(error).__name__}: {error}",
+            hint="abort the failed transaction (abort_transaction()) before you re-raise: it readies the producer.",
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------- e4 crash proof
@@ -231,7 +288,10 @@ def sink_option_problem(sink_options: dict) -> str:
     prefix = str(sink_options.get("sink.transactional-id-prefix", ""))
     if not prefix:
         return "an exactly-once sink needs 'sink.transactional-id-prefix' (unique per job) to fence old producers."
-    timeout = int(sink_options.get("properties.transaction.timeout.ms", 3_600_000))
+    try:
+        timeout = int(sink_options.get("properties.transaction.timeout.ms", 3_600_000))
+    except (TypeError, ValueError):
+        return "properties.transaction.timeout.ms is a Kafka producer setting: a number of milliseconds."
     if timeout > 900_000:
         return (
             f"transaction.timeout.ms = {timeout} is above the broker's transaction.max.timeout.ms (15 minutes): "
@@ -245,9 +305,10 @@ def checkpoint_problem(settings: dict) -> str:
     if not isinstance(settings, dict):
         return "expected a dict of job settings."
     interval = str(settings.get("execution.checkpointing.interval", "")).strip()
-    if not interval or interval.startswith("0"):
+    number = re.match(r"[\d.]+", interval)
+    if not number or float(number.group()) == 0:
         return "checkpointing is off: the exactly-once sink only commits on checkpoints, so nothing is ever visible."
-    where = str(settings.get("execution.checkpointing.dir", ""))
+    where = str(settings.get("execution.checkpointing.dir", settings.get("state.checkpoints.dir", "")))
     if not where.startswith(("s3://", "file:/")):
         return "checkpoints need a durable place: an s3:// or file:/ URI in execution.checkpointing.dir."
     if str(settings.get("restart-strategy.type", "")).lower() in ("none", "disable", "off"):
@@ -286,6 +347,6 @@ def exactly_once_after_crash(sink_options, checkpoint_settings, job_id: str, sen
         )
     if audit["duplicates"] or audit["unexpected"]:
         raise WrongAnswer(
-            f"the committed ledger holds {audit['duplicates']} duplicates.",
+            f"the committed ledger holds {audit['duplicates']} duplicates and {audit['unexpected']} unknown rows.",
             hint="read with isolation.level=read_committed, and let only checkpoints commit the sink.",
         )
