@@ -86,10 +86,24 @@ _stack_ready = False
 
 @pytest.hookimpl(tryfirst=True)  # before the test's fixtures, which may already load data into the services
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Tests marked ``stack`` use the real services: start whatever is not running (once per process)."""
+    """Tests marked ``stack`` use the real services: start whatever is not running (once per process). The
+    locks ``require`` takes are given back at once: a test module holds only what its own ``stack.require(...)``
+    names, and only until the module ends (below), so a fault-injection test elsewhere (``stack.disrupt``) does not
+    wait for this whole worker to exit."""
     global _stack_ready
     if not _stack_ready and item.get_closest_marker("stack") is not None:
         from delab import stack
+        from delab.stack import usage
 
         stack.require(quiet=True)
+        usage.release()
         _stack_ready = True
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    yield  # the module's fixtures are torn down by now when this was its last test
+    if nextitem is None or nextitem.path != item.path:
+        from delab.stack import usage
+
+        usage.release()

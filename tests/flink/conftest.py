@@ -6,6 +6,6 @@ import pytest
 from delab import stack
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)  # the root conftest gives the locks back after each module
 def flink_services():
     stack.require("kafka", "flink", quiet=True)

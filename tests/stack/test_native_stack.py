@@ -318,6 +318,29 @@ def test_disrupt_waits_for_other_users_then_restarts_what_it_broke(private_stack
     assert row.state == "running"
 
 
+def test_release_gives_the_services_back_to_a_disrupter(private_stack):
+    up(["s3"])
+    code = (
+        "from delab import stack; from delab.stack import usage; stack.require('s3', quiet=True); "
+        "print('using', flush=True); input(); usage.release(); print('released', flush=True); input(); "
+        "stack.require('s3', quiet=True); print('using again', flush=True); input()"
+    )
+    user = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert user.stdout.readline().strip() == "using"
+        assert usage.holders("s3") == [user.pid]
+        user.stdin.write("\n")
+        user.stdin.flush()
+        assert user.stdout.readline().strip() == "released"
+        assert usage.holders("s3") == []  # still running, but a disrupt() would not wait for it any more
+        user.stdin.write("\n")
+        user.stdin.flush()
+        assert user.stdout.readline().strip() == "using again"
+        assert usage.holders("s3") == [user.pid]
+    finally:
+        user.communicate("\n", timeout=30)
+
+
 def test_kill_names_what_it_knows(private_stack):
     with pytest.raises(StackError, match="one of: kafka"):
         manager.kill("zookeeper")

@@ -102,6 +102,18 @@ def use(services: Iterable[str]) -> None:
             )
 
 
+def release() -> None:
+    """Give up every shared lock this process holds (a test module done with its services); the next
+    ``stack.require`` takes them again. Without it a long-lived test worker would make every ``disrupt`` elsewhere
+    wait until the worker exits."""
+    with _guard:
+        for path, handle in list(_held.items()):
+            if not handle.closed:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+            del _held[path]
+
+
 @contextlib.contextmanager
 def disrupt(*services: str) -> Iterator[None]:
     """Fault injection, safely: wait until no other process uses ``services``, run the block (which may kill or
