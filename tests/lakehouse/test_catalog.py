@@ -21,3 +21,16 @@ def test_fresh_namespace_drops_tables_and_their_files():
     lakehouse.fresh_namespace(cat, ns)
     assert cat.list_tables(ns) == [] and clients.s3_keys(f"warehouse/{ns}/") == []
     cat.drop_namespace(ns)
+
+
+def test_one_catalog_per_process_so_checks_do_not_exhaust_postgres():
+    """Checks call lakehouse.catalog() on every run; each SqlCatalog used to keep its own connection pool."""
+    cat = lakehouse.catalog()
+    assert lakehouse.catalog() is cat
+    assert lakehouse.catalog(**{"s3.region": "eu-west-1"}) is not cat  # other properties, another catalog
+    with clients.postgres() as conn:
+        before = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'").fetchone()
+        for _ in range(30):
+            lakehouse.catalog().list_namespaces()
+        after = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'").fetchone()
+    assert after[0] - before[0] <= 1

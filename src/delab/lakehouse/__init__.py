@@ -33,11 +33,22 @@ def catalog_properties(name: str = CATALOG_NAME) -> dict[str, str]:
     }
 
 
+_catalogs: dict[tuple, Any] = {}
+
+
 def catalog(name: str = CATALOG_NAME, **overrides: str) -> Any:
-    """A pyiceberg ``SqlCatalog`` on the stack (its tables are created on first use)."""
+    """A pyiceberg ``SqlCatalog`` on the stack (its tables are created on first use).
+
+    One per process and set of properties: each ``SqlCatalog`` opens its own SQLAlchemy pool, whose connections
+    stay open until the object is garbage-collected, and checks that made a catalog per call ran the stack's
+    Postgres out of connection slots in CI. ``pool_pre_ping`` lets a kept catalog survive a Postgres restart."""
     from pyiceberg.catalog.sql import SqlCatalog
 
-    return SqlCatalog(name, **{**catalog_properties(name), **overrides})
+    properties = {**catalog_properties(name), "pool_pre_ping": "true", **overrides}
+    key = (name, tuple(sorted(properties.items())))
+    if key not in _catalogs:
+        _catalogs[key] = SqlCatalog(name, **properties)
+    return _catalogs[key]
 
 
 def fresh_namespace(cat: Any, namespace: str) -> str:

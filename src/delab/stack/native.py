@@ -452,7 +452,6 @@ class Postgres(NativeService):
                 "max_replication_slots = 10\n"
                 "max_wal_senders = 10\n"
                 "shared_buffers = 64MB\n"
-                "max_connections = 50\n"
                 "fsync = off\n"  # a throwaway learning database: speed over crash safety
                 "synchronous_commit = off\n"
                 "full_page_writes = off\n"
@@ -472,6 +471,8 @@ class Postgres(NativeService):
                     f"listen_addresses={HOST}",
                     "-c",
                     f"unix_socket_directories={self.socket_dir()}",
+                    "-c",  # kernels, test workers, Connect, Flink's JDBC catalog and Airflow share it
+                    "max_connections=200",
                 ],
                 env={"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"},
                 cwd=self.root(),
