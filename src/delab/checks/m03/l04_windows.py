@@ -4,22 +4,14 @@ stack's cluster, reads what it wrote to Kafka, and compares it with an independe
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 
+from delab.checks.m03._flinksql import _insert_into
 from delab.grading import WrongAnswer, exercise
 
 JOB_PREFIX = "m03_l04"
 HOUR, QUARTER, GAP = pd.Timedelta(hours=1), pd.Timedelta(minutes=15), pd.Timedelta(minutes=30)
 MS = pd.Timedelta(milliseconds=1)
-LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
-
-
-def _insert_into(sql, table: str) -> None:
-    statement = LEADING_COMMENTS.sub("", sql) if isinstance(sql, str) else ""
-    if not re.match(rf"insert\s+into\s+(?:[\w`]+\.)*`?{table}`?(?![\w`])", statement, re.IGNORECASE):
-        raise WrongAnswer(f"expected one statement: INSERT INTO {table} SELECT ...", hint="a string of Flink SQL.")
 
 
 def _window_time_as_end(lengths: set, size: pd.Timedelta) -> None:

@@ -6,23 +6,14 @@ statistics of the lab's two jobs, read again from the REST API."""
 from __future__ import annotations
 
 import copy
-import re
 
 import pandas as pd
 
+from delab.checks.m03._flinksql import _insert_into
 from delab.grading import WrongAnswer, exercise, learner_code
 
 JOB_PREFIX = "m03_l05"
 WINDOW = pd.Timedelta(minutes=15)
-
-
-LEADING_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
-
-
-def _insert_into(sql, table: str) -> None:
-    statement = LEADING_COMMENTS.sub("", sql) if isinstance(sql, str) else ""
-    if not re.match(rf"insert\s+into\s+(?:[\w`]+\.)*`?{table}`?(?![\w`])", statement, re.IGNORECASE):
-        raise WrongAnswer(f"expected one statement: INSERT INTO {table} SELECT ...", hint="a string of Flink SQL.")
 
 
 def _run(t_env, sql: str, topic: str, exercise_name: str, known: dict[str, WrongAnswer]) -> pd.DataFrame:
