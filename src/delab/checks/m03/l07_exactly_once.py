@@ -220,49 +220,39 @@ def transaction_all_or_nothing(publish_in_transaction) -> None:
             f"after a good batch of {len(good)}, read_committed readers see {seen} messages.",
             hint="commit the transaction at the end of the batch.",
         )
-    bad = [{"seq": 100 + i, "amount": 1.0} for i in range(10)]
-    bad[6] = {"seq": 106, "amount": _Unserialisable()}
-    raised = False
-    try:
-        publish_in_transaction(producer, topic, bad)
-    except NotImplementedError:
-        raise
-    except Exception:
-        raised = True
-    committed = _count(topic)
-    if committed > len(good):
-        raise WrongAnswer(
-            f"a batch that failed at its 7th row left {committed - len(good)} of its rows visible to read_committed "
-            "readers.",
-            hint="on an error, abort the transaction — never commit in a finally block.",
-        )
-    if not raised:
-        raise WrongAnswer("the failed batch was swallowed silently.", hint="abort, then re-raise so the caller knows.")
-    _start_again(publish_in_transaction, producer, topic, good, "whose 7th row could not be encoded")
-    if _visible(topic, 2 * len(good)) != 2 * len(good):
-        raise WrongAnswer("the batch after an aborted one did not become visible.", hint="commit it.")
-    # a batch whose 7th row encodes fine but that produce() refuses: it fails inside the open transaction
+    # two batches that fail at their 7th row: one JSON cannot encode (before anything is sent), and one whose
+    # 7th message produce() refuses (too large) inside the open transaction
+    unencodable = [{"seq": 100 + i, "amount": 1.0} for i in range(10)]
+    unencodable[6] = {"seq": 106, "amount": _Unserialisable()}
     oversized = [{"seq": 200 + i, "amount": 1.0} for i in range(10)]
     oversized[6] = {"seq": 206, "amount": 1.0, "note": TOO_LARGE}
-    try:
-        publish_in_transaction(producer, topic, oversized)
-    except NotImplementedError:
-        raise
-    except Exception:
-        raised = True
-    else:
-        raised = False
-    if _count(topic) > 2 * len(good):
-        raise WrongAnswer(
-            f"a batch whose 7th message the broker refused (too large) left {_count(topic) - 2 * len(good)} rows "
-            "visible to read_committed readers.",
-            hint="on an error, abort the transaction — never commit in a finally block.",
-        )
-    if not raised:
-        raise WrongAnswer("the failed batch was swallowed silently.", hint="abort, then re-raise so the caller knows.")
-    _start_again(publish_in_transaction, producer, topic, good, "whose 7th message produce() refused")
-    if _visible(topic, 3 * len(good)) != 3 * len(good):
-        raise WrongAnswer("the batch after an aborted one did not become visible.", hint="commit it.")
+    failures = (
+        (unencodable, "a batch that failed at its 7th row", "whose 7th row could not be encoded"),
+        (oversized, "a batch whose 7th message the broker refused (too large)", "whose 7th message produce() refused"),
+    )
+    for committed_batches, (batch, what, failed) in enumerate(failures, start=1):
+        visible = committed_batches * len(good)
+        try:
+            publish_in_transaction(producer, topic, batch)
+        except NotImplementedError:
+            raise
+        except Exception:
+            raised = True
+        else:
+            raised = False
+        leaked = _count(topic) - visible
+        if leaked > 0:
+            raise WrongAnswer(
+                f"{what} left {leaked} of its rows visible to read_committed readers.",
+                hint="on an error, abort the transaction — never commit in a finally block.",
+            )
+        if not raised:
+            raise WrongAnswer(
+                "the failed batch was swallowed silently.", hint="abort, then re-raise so the caller knows."
+            )
+        _start_again(publish_in_transaction, producer, topic, good, failed)
+        if _visible(topic, visible + len(good)) != visible + len(good):
+            raise WrongAnswer("the batch after an aborted one did not become visible.", hint="commit it.")
 
 
 def _start_again(publish_in_transaction, producer: Any, topic: str, rows: list[dict], failed: str) -> None:
