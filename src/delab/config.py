@@ -25,7 +25,13 @@ DEFAULT_PORTS: dict[str, int] = {
     "postgres": 15432,
     "s3": 17070,
     "flink": 18081,
+    "flink_rpc": 16123,
     "schema_registry": 18085,
+    "schema_registry_management": 18086,
+    "mlflow": 18050,
+    "kubernetes": 16443,
+    "etcd": 12379,
+    "etcd_peer": 12380,
     # the 3-node KRaft cluster of lab 03.02 (delab.streaming.cluster): broker and controller port per node
     "kafka_node1": 19192,
     "kafka_node1_controller": 19193,
@@ -43,11 +49,22 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"DELAB_{name.upper()}", default)
 
 
+def port_offset() -> int:
+    """``DELAB_PORT_OFFSET``: added to every default port, so a second checkout (another stack, a docker stack
+    beside a native one, a contributor's worktree) runs on its own ports without listing each one."""
+    raw = os.environ.get("DELAB_PORT_OFFSET", "0").strip() or "0"
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"DELAB_PORT_OFFSET={raw!r} is not a whole number (e.g. export DELAB_PORT_OFFSET=100)") from None
+
+
 def port(service: str) -> int:
-    """The port of a service, e.g. ``port("kafka")``; ``DELAB_KAFKA_PORT`` overrides it."""
+    """The port of a service, e.g. ``port("kafka")``; ``DELAB_KAFKA_PORT`` overrides it, ``DELAB_PORT_OFFSET``
+    shifts every default."""
     if service not in DEFAULT_PORTS:
         raise KeyError(f"unknown service {service!r}; known: {', '.join(DEFAULT_PORTS)}")
-    return int(_env(f"{service}_port", str(DEFAULT_PORTS[service])))
+    return int(_env(f"{service}_port", str(DEFAULT_PORTS[service] + port_offset())))
 
 
 @cache

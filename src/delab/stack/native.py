@@ -31,11 +31,6 @@ from delab.stack.errors import MissingPrerequisite, ServiceFailed
 HOST = config.HOST
 
 
-def extra_port(name: str, default: int) -> int:
-    """A port the config table does not list (internal to one service): DELAB_<NAME>_PORT or a default."""
-    return int(os.environ.get(f"DELAB_{name.upper()}_PORT", default))
-
-
 @dataclass
 class ProcessSpec:
     """One OS process of a service."""
@@ -591,7 +586,7 @@ class Flink(NativeService):
     name = "flink"
 
     def ports(self) -> dict[str, int]:
-        return {"flink": config.port("flink"), "flink rpc": extra_port("flink_rpc", 16123)}
+        return {"flink": config.port("flink"), "flink rpc": config.port("flink_rpc")}
 
     def endpoint(self) -> str:
         return config.flink().rest_url
@@ -605,7 +600,7 @@ class Flink(NativeService):
         return {
             "jobmanager": {
                 "bind-host": HOST,
-                "rpc": {"address": HOST, "port": extra_port("flink_rpc", 16123)},
+                "rpc": {"address": HOST, "port": config.port("flink_rpc")},
                 "memory": {"process": {"size": os.environ.get("DELAB_FLINK_JM_MEMORY", "768m")}},
             },
             "taskmanager": {
