@@ -56,7 +56,9 @@ def port_offset() -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ValueError(f"DELAB_PORT_OFFSET={raw!r} is not a whole number (e.g. export DELAB_PORT_OFFSET=100)") from None
+        raise ValueError(
+            f"DELAB_PORT_OFFSET={raw!r} is not a whole number (e.g. export DELAB_PORT_OFFSET=10)"
+        ) from None
 
 
 def port(service: str) -> int:
