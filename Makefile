@@ -63,14 +63,15 @@ NBVAL := --nbval-lax --nbval-cell-timeout 300
 test: export DELAB_TEST_STATE_DIR = $(CURDIR)/$(STATE)/test-state
 test: setup lint
 	rm -rf $(STATE)/test-state && mkdir -p $(STATE)/test-state
-	@echo "tests/airflow and tests/flink run alongside, in their own environments (logs: $(STATE)/test-state/*.log)"
+	@echo "tests/airflow, tests/flink and tests/mlops run alongside, in their own environments (logs: $(STATE)/test-state/*.log)"
 	@.venv-airflow/bin/pytest -q tests/airflow $(PYTEST_ARGS) > $(STATE)/test-state/airflow.log 2>&1 & airflow=$$!; \
 	.venv-flink/bin/pytest -q tests/flink $(PYTEST_ARGS) > $(STATE)/test-state/flink.log 2>&1 & flink=$$!; \
+	.venv-mlops/bin/pytest -q tests/mlops $(PYTEST_ARGS) > $(STATE)/test-state/mlops.log 2>&1 & mlops=$$!; \
 	.venv/bin/pytest -n $(JOBS) --dist loadfile tests $(PYTEST_ARGS); main=$$?; \
-	wait $$airflow; a=$$?; wait $$flink; f=$$?; \
-	for env in airflow flink; do rc=$$a; [ $$env = flink ] && rc=$$f; echo "--- tests/$$env (exit $$rc)"; \
+	wait $$airflow; a=$$?; wait $$flink; f=$$?; wait $$mlops; m=$$?; \
+	for env in airflow:$$a flink:$$f mlops:$$m; do rc=$${env#*:}; env=$${env%%:*}; echo "--- tests/$$env (exit $$rc)"; \
 		if [ $$rc -eq 0 ]; then tail -n 1 $(STATE)/test-state/$$env.log; else cat $(STATE)/test-state/$$env.log; fi; done; \
-	[ $$main -eq 0 ] && [ $$a -eq 0 ] && [ $$f -eq 0 ]
+	[ $$main -eq 0 ] && [ $$a -eq 0 ] && [ $$f -eq 0 ] && [ $$m -eq 0 ]
 	.venv/bin/pytest -n $(JOBS) --dist loadfile $(NBVAL) solutions $(PYTEST_ARGS)
 	.venv/bin/pytest -n $(JOBS) --dist loadfile $(NBVAL) labs $(PYTEST_ARGS)
 
