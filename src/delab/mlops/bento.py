@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,15 +60,40 @@ def serve(
     return server.start().wait_ready()
 
 
-def build(workdir: Path | str, service: str, *, include: list[str] | None = None, labels: dict | None = None) -> str:
-    """``bentoml build`` a service (``module:Class``) in ``workdir``; returns the bento's tag (``name:version``)."""
+def _path_with_uv() -> str:
+    """PATH with a ``uv`` on it: ``bentoml build`` insists on one (and would pip-install it otherwise); the
+    project's own (bootstrapped by the Makefile into .delab/tools) does."""
+    path = os.environ.get("PATH", "")
+    tools = config.project_root() / ".delab" / "tools" / "bin"
+    if shutil.which("uv") is None and (tools / "uv").exists():
+        path = f"{tools}{os.pathsep}{path}"
+    return path
+
+
+def build(
+    workdir: Path | str, service: str, name: str, *, include: list[str] | None = None, labels: dict | None = None
+) -> str:
+    """``bentoml build`` a service (``module:Class``) in ``workdir`` as bento ``name`` (give it a name of its own,
+    not a model's: ``bentoml serve`` refuses a bento named like a model); returns its tag (``name:version``)."""
     import yaml
 
     workdir = Path(workdir)
-    spec = {"service": service, "include": include or ["*.py"], "labels": labels or {}}
+    # No package lock: locking resolves every requirement against a package index (uv pip compile), which a
+    # laptop offline or a CI runner cannot reach; the bento records the packages without exact pins instead.
+    spec = {
+        "service": service,
+        "name": name,
+        "include": include or ["*.py"],
+        "labels": labels or {},
+        "python": {"lock_packages": False},
+    }
     (workdir / "bentofile.yaml").write_text(yaml.safe_dump(spec))
     done = subprocess.run(
-        [bentoml_bin(), "build", "--output", "tag", str(workdir)], capture_output=True, text=True, cwd=workdir
+        [bentoml_bin(), "build", "--output", "tag", str(workdir)],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", "PATH": _path_with_uv()},
     )
     if done.returncode != 0:
         last = (done.stderr or done.stdout).strip().splitlines()[-3:]

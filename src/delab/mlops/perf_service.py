@@ -19,7 +19,7 @@ import bentoml
 import numpy as np
 
 MAX_BATCH = int(os.environ.get("DELAB_MAX_BATCH", "64"))
-MAX_LATENCY_MS = int(os.environ.get("DELAB_MAX_LATENCY_MS", "20"))
+MAX_LATENCY_MS = int(os.environ.get("DELAB_MAX_LATENCY_MS", "1000"))  # a deadline: later requests are shed (503)
 
 
 @bentoml.service(workers=int(os.environ.get("DELAB_BENTO_WORKERS", "1")), traffic={"timeout": 30})

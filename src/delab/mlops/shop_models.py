@@ -78,7 +78,7 @@ def matrix(frame: pd.DataFrame) -> np.ndarray:
     return np.ascontiguousarray(frame[list(FEATURES)].to_numpy(dtype=np.float32))
 
 
-def train_order_value(frame: pd.DataFrame, n_estimators: int = 40, max_depth: int = 10, seed: int = 0):
+def train_order_value(frame: pd.DataFrame, n_estimators: int = 30, max_depth: int = 8, seed: int = 0):
     """A random forest for the order value: trained in a second or two, deterministic for a seed."""
     from sklearn.ensemble import RandomForestRegressor
 

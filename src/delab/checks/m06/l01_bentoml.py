@@ -189,8 +189,7 @@ def chunked_scoring(score_in_chunks, url: str, features: pd.DataFrame) -> None:
         values = np.asarray(got, dtype=float).ravel()
     except (TypeError, ValueError):
         raise WrongAnswer(
-            "score_in_chunks should return one number per row (a list or array); it returned "
-            f"{type(got).__name__}.",
+            f"score_in_chunks should return one number per row (a list or array); it returned {type(got).__name__}.",
             hint="concatenate the chunks' predictions into one flat sequence.",
         ) from None
     if sum(calls) < len(frame) or values.size < len(frame):
