@@ -139,3 +139,153 @@ def test_config_for_slo_placeholder():
 def test_cases_are_consistent():
     for result, expected in checks._cases():
         assert math.isclose(summary_right(result)["p95_ms"], expected["p95_ms"])
+
+
+# ------------------------------------------------------------------------------------------ e1, e2 (real)
+
+SERVICE = """
+import bentoml
+import numpy as np
+
+
+@bentoml.service
+class OrderValue:
+    model_ref = bentoml.models.BentoModel("order_value:latest")
+
+    def __init__(self):
+        self.model = bentoml.sklearn.load_model(self.model_ref)
+
+    @bentoml.api({batching})
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        return {body}
+"""
+BATCHED = "batchable=True, max_batch_size=32, max_latency_ms=1000"
+
+
+def _service(batching=BATCHED, body="self.model.predict(rows)"):
+    return SERVICE.replace("{batching}", batching).replace("{body}", body)
+
+
+FROM_FILE = """
+import bentoml, joblib
+import numpy as np
+
+
+@bentoml.service
+class OrderValue:
+    def __init__(self):
+        self.model = joblib.load("order_value.joblib")
+
+    @bentoml.api(batchable=True, max_batch_size=32)
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        return self.model.predict(rows)
+"""
+
+
+@pytest.fixture(scope="module")
+def order_model(tmp_path_factory):
+    """A model store with order_value trained on a slice of the shop (no Postgres needed for e1)."""
+    from delab import datasets
+    from delab.mlops import bento, shop_models
+
+    bento.model_store("m06_l01_tests")
+    import bentoml
+
+    shop = datasets.cached()
+    items = shop.order_items.merge(shop.products[["product_id", "category"]], on="product_id")
+    items = items[items.quantity > 0]
+    frame = pd.DataFrame({"order_id": items.order_id.unique()})
+    grouped = items.groupby("order_id")
+    frame["n_lines"] = grouped.size().reindex(frame.order_id).to_numpy()
+    frame["n_units"] = grouped.quantity.sum().reindex(frame.order_id).to_numpy()
+    for category in shop_models.CATEGORIES:
+        units = items[items.category == category].groupby("order_id").quantity.sum()
+        frame[f"units_{category}"] = units.reindex(frame.order_id).fillna(0).to_numpy()
+    for column in ("hour", "weekend", "channel_app", "channel_marketplace", "segment_business", "segment_student"):
+        frame[column] = 0.0
+    value = (items.quantity * items.unit_price).groupby(items.order_id).sum()
+    frame["order_value"] = value.reindex(frame.order_id).to_numpy()
+    frame = frame.head(2000).astype({name: "float32" for name in shop_models.FEATURES})
+    model = shop_models.train_order_value(frame, n_estimators=5, max_depth=4)
+    bentoml.sklearn.save_model("order_value", model)
+    return frame, shop_models.matrix(frame)
+
+
+def test_service_right(order_model):
+    checks.order_value_service(_service(), order_model[1][:10])
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (_service(batching=""), "not batchable"),
+        (_service(batching="batchable=True, max_batch_size=1"), "max_batch_size. must be > 1"),
+        (FROM_FILE, "reads its model from a file"),
+        (_service(body="self.model.predict(rows[:1])"), "1 value"),
+        (_service(body="self.model.predict(rows) * 1.2"), "differ from the stored model"),
+        ("print('hello')", "text of a Python module"),
+    ],
+)
+def test_service_wrong(order_model, source, message):
+    with pytest.raises(WrongAnswer, match=message):
+        checks.order_value_service(source, order_model[1][:10])
+
+
+@pytest.fixture(scope="module")
+def served(order_model, tmp_path_factory):
+    from delab.mlops import bento
+
+    folder = tmp_path_factory.mktemp("svc")
+    (folder / "service.py").write_text(_service())
+    server = bento.serve("service:OrderValue", name="m06-l01-test", workdir=folder)
+    yield server.url
+    server.stop()
+
+
+def chunks_right(client, frame, chunk_size):
+    from delab.mlops import shop_models
+
+    rows = shop_models.matrix(frame)
+    return np.concatenate([client.predict(rows=rows[i : i + chunk_size]) for i in range(0, len(rows), chunk_size)])
+
+
+def chunks_per_row(client, frame, chunk_size):
+    from delab.mlops import shop_models
+
+    return [float(client.predict(rows=row[None, :])[0]) for row in shop_models.matrix(frame)]
+
+
+def chunks_all_at_once(client, frame, chunk_size):
+    from delab.mlops import shop_models
+
+    return client.predict(rows=shop_models.matrix(frame))
+
+
+def chunks_drop_last(client, frame, chunk_size):
+    from delab.mlops import shop_models
+
+    rows = shop_models.matrix(frame)
+    full = len(rows) // chunk_size * chunk_size
+    return np.concatenate([client.predict(rows=rows[i : i + chunk_size]) for i in range(0, full, chunk_size)])
+
+
+def chunks_reversed(client, frame, chunk_size):
+    return chunks_right(client, frame, chunk_size)[::-1]
+
+
+def test_chunked_scoring_right(served, order_model):
+    checks.chunked_scoring(chunks_right, served, order_model[0])
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (chunks_per_row, "one request per row"),
+        (chunks_all_at_once, "chunk_size was 25"),
+        (chunks_drop_last, "the last chunk"),
+        (chunks_reversed, "in the frame's order"),
+    ],
+)
+def test_chunked_scoring_wrong(served, order_model, answer, message):
+    with pytest.raises(WrongAnswer, match=message):
+        checks.chunked_scoring(answer, served, order_model[0])
