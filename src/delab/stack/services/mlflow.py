@@ -114,6 +114,9 @@ class MLflow(NativeService):
                     "AWS_SECRET_ACCESS_KEY": s3.secret_key,
                     "AWS_DEFAULT_REGION": s3.region,
                     "MLFLOW_S3_ENDPOINT_URL": s3.endpoint,
+                    # MLflow 3.17 otherwise starts a job runner and 7 huey consumers (~250 MB each, 2.7 GB in
+                    # all) for server-side jobs (GenAI evaluation, prompt optimisation) no lab uses
+                    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
                     "MLFLOW_ENABLE_TELEMETRY": "false",
                     "MLFLOW_DISABLE_TELEMETRY": "true",
                     "DO_NOT_TRACK": "true",
