@@ -22,7 +22,7 @@ pytestmark = pytest.mark.stack
 
 LAB = curriculum.current().lab("m00.l01")
 E1, E2 = LAB.exercises
-TIME_LIMIT = 25  # lab 00.01 runs in ~2 s; the looping submission costs this much
+TIME_LIMIT = 15  # seconds after the kernel started; lab 00.01 runs in ~2 s, the looping submission costs this
 
 
 def lab_copy():
@@ -125,7 +125,6 @@ def verdicts(table, learner):
 
 
 def test_complete_submission_passes_everything(graded):
-    _, _, table = graded
     alice = verdicts(graded[2], "alice")
     assert {alice[E1]["status"], alice[E2]["status"]} == {gradebook.PASSED}, alice
     assert not alice[E1]["flags"]
@@ -145,7 +144,7 @@ def test_a_deleted_check_is_flagged_and_still_run(graded):
 
 
 def test_bad_submissions_get_a_clear_verdict(graded):
-    _, stdout, table = graded
+    table = graded[2]
     assert "not a notebook" in verdicts(table, "dave")[""]["detail"]
     erin = verdicts(table, "erin")
     assert erin[E1]["status"] == gradebook.PASSED and erin[E2]["status"] == gradebook.TIMEOUT

@@ -120,6 +120,7 @@ def grade(
             f"{result.submission.learner:>16}  {result.submission.path.name}  {result.lab or '-'}  {verdict}{flags}"
             f"  ({result.seconds:.1f} s)",
             highlight=False,
+            soft_wrap=True,
         )
 
     try:
