@@ -32,6 +32,7 @@ def command(port: int | None = None, token: str | None = None, root: Path | None
         "--LabApp.default_url=/lab/tree/labs",
         f"--LabApp.app_settings_dir={settings_dir()}",
         "--MappingKernelManager.default_kernel_name=delab",
+        "--LabApp.extension_manager=readonly",  # the extension manager would otherwise query a package index
     ]
     if token is not None:
         argv.append(f"--IdentityProvider.token={token}")
