@@ -233,7 +233,7 @@ def provision(environment: dict[str, str]) -> None:
     finally:
         pg.close()
     if config.profile() == "native":
-        from delab.stack.native import SERVICES
+        from delab.stack.services import SERVICES
 
         postgres = SERVICES["postgres"]
         has = postgres.psql(database, "SELECT 1 FROM pg_publication WHERE pubname = 'dbz_publication'")
