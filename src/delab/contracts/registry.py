@@ -212,3 +212,112 @@ def registry_verdict(registry, subject: str, versions: list[dict], mode: str) ->
         return True
     finally:
         delete_subjects(registry, subject)
+
+
+def registry_verdicts(registry, prefix: str, changes: dict[str, tuple[str, ...]] | None = None) -> dict:
+    """The registry's verdict on every change of ``SCHEMA_CHANGES`` for the modes asked (``MODES_ASKED`` unless
+    given): ``{change: {mode: accepted}}``. One scratch subject per change under ``prefix``, deleted after.
+
+    Non-transitive modes use the compatibility endpoint (it tests against the latest version only); transitive
+    modes are judged by a real registration, because that endpoint ignores the history beyond ``latest``.
+    """
+    out: dict[str, dict[str, bool]] = {}
+    for change, modes in (changes or MODES_ASKED).items():
+        versions = SCHEMA_CHANGES[change]
+        subject = f"{prefix}.{change}-value"
+        delete_subjects(registry, subject)
+        try:
+            for version in versions[:-1]:
+                registry.register_schema(subject, avro(version))
+            out[change] = {}
+            for mode in modes:
+                if mode.endswith("_TRANSITIVE"):
+                    out[change][mode] = registry_verdict(registry, f"{subject}.{mode.lower()}", versions, mode)
+                else:
+                    registry.set_compatibility(subject_name=subject, level=mode)
+                    out[change][mode] = bool(registry.test_compatibility(subject, avro(versions[-1])))
+        finally:
+            delete_subjects(registry, subject)
+    return out
+
+
+# ------------------------------------------------------------------------------------- Kafka with the registry
+
+
+def recreate_topic(topic: str, partitions: int = 1) -> None:
+    """Delete ``topic`` if it exists and create it empty (a lab's re-run starts from nothing)."""
+    import time
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": config.kafka().bootstrap_servers})
+    if topic in admin.list_topics(timeout=10).topics:
+        admin.delete_topics([topic])[topic].result(timeout=30)
+        deadline = time.monotonic() + 30
+        while topic in admin.list_topics(timeout=10).topics and time.monotonic() < deadline:
+            time.sleep(0.2)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(timeout=30)
+            return
+        except Exception as error:  # "marked for deletion" right after a delete: try again shortly
+            if "exists" not in str(error).lower() and "deletion" not in str(error).lower():
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def produce(topic: str, serializer, records: list, key=None) -> None:
+    """Serialize each record with a registry-aware serializer and produce it to ``topic`` (waits for acks)."""
+    from confluent_kafka import Producer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    producer = Producer({"bootstrap.servers": config.kafka().bootstrap_servers, "linger.ms": 5})
+    context = SerializationContext(topic, MessageField.VALUE)
+    for record in records:
+        producer.produce(topic, value=serializer(record, context), key=key)
+    if producer.flush(30) != 0:
+        raise RuntimeError(f"{topic}: some messages were not acknowledged within 30 s")
+
+
+def raw_values(topic: str, timeout: float = 15.0) -> list[bytes]:
+    """Every message value of a (small) topic from the beginning, as the bytes on the wire."""
+    import time
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": config.kafka().bootstrap_servers,
+            "group.id": f"delab-raw-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        values: list[bytes] = []
+        done = {p for p, end in ends.items() if end == 0}
+        deadline = time.monotonic() + timeout
+        while len(done) < len(ends) and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            values.append(message.value())
+            if message.offset() + 1 >= ends[message.partition()]:
+                done.add(message.partition())
+        return values
+    finally:
+        consumer.close()
+
+
+def read_topic(topic: str, deserializer) -> list:
+    """Every value of ``topic`` decoded by a registry-aware deserializer (an "old" or a "new" consumer)."""
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    context = SerializationContext(topic, MessageField.VALUE)
+    return [deserializer(value, context) for value in raw_values(topic)]
