@@ -122,6 +122,17 @@ def _check_java() -> str | None:
     return None
 
 
+def _check_registry_java() -> str | None:
+    """The schema registry (on demand) runs on Java 21+, found apart from the stack's Java 17."""
+    from delab.stack.services.registry import registry_java_home
+
+    try:
+        registry_java_home()
+    except MissingPrerequisite as error:
+        return error.message
+    return None
+
+
 def _check_tool(name: str, hint: str) -> str | None:
     return None if shutil.which(name) else f"{name} not found: {hint}"
 
@@ -155,6 +166,7 @@ def _check_built() -> str | None:
         layout.build_path("connect-plugins", "debezium-connector-postgres", what="the Debezium connector")
         layout.build_path("flink", "classpath", what="the Flink connector jars")
         layout.versitygw_bin()
+        layout.build_path("registry", "quarkus-run.jar", what="the schema registry (Apicurio bundle)")
     except MissingPrerequisite as error:
         return error.message
     return None
@@ -206,6 +218,7 @@ def doctor() -> None:
     if profile == "native":
         checks += [
             ("Java 17+", _check_java()),
+            ("Java 21+ (schema registry)", _check_registry_java()),
             (
                 "Maven",
                 _check_tool("mvn", "apt install maven, brew install maven or conda install -c conda-forge maven"),
