@@ -7,11 +7,13 @@ port on 127.0.0.1, waited for on ``/readyz``, stopped with its workers, never or
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from delab import config
@@ -29,6 +31,29 @@ def model_store(lab: str) -> Path:
     return home
 
 
+def fingerprint(data: bytes) -> str:
+    """A short content hash (stored as a label, so an identical model or bento is reused, not rebuilt)."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def save_once(name: str, content: bytes, save: Callable[[dict[str, str]], object]):
+    """The model ``name:latest`` if it was saved from the same content, else ``save(labels)``'s new model.
+
+    ``content`` is what identifies the model (e.g. its pickle or ONNX bytes: a seeded model retrained on the same
+    data gives the same bytes); ``save(labels)`` must save it with those extra labels. Re-running a notebook then
+    keeps the same model version, and so can reuse the bento built from it."""
+    import bentoml
+
+    mark = fingerprint(content)
+    try:
+        latest = bentoml.models.get(f"{name}:latest")
+        if latest.info.labels.get("delab_fingerprint") == mark:
+            return latest
+    except bentoml.exceptions.NotFound:
+        pass
+    return save({"delab_fingerprint": mark})
+
+
 def bentoml_bin() -> str:
     """The ``bentoml`` command of this interpreter's environment."""
     candidate = Path(sys.executable).parent / "bentoml"
@@ -43,8 +68,12 @@ def serve(
     env: dict[str, str] | None = None,
     timeout: float = 90.0,
     extra_args: list[str] | None = None,
+    wait: bool = True,
 ) -> LocalServer:
-    """``bentoml serve TARGET`` (``module:Class`` or a bento tag) on 127.0.0.1 and a free port, ready to call."""
+    """``bentoml serve TARGET`` (``module:Class`` or a bento tag) on 127.0.0.1 and a free port, ready to call.
+
+    ``wait=False`` returns as soon as it is started (call ``wait_ready()`` before using it): start a server early
+    and do other work while it boots."""
     port = free_port()
     argv = [bentoml_bin(), "serve", target, "--host", config.HOST, "--port", str(port), *(extra_args or [])]
     server = LocalServer(
@@ -57,7 +86,8 @@ def serve(
         cwd=workdir,
         timeout=timeout,
     )
-    return server.start().wait_ready()
+    server.start()
+    return server.wait_ready() if wait else server
 
 
 def _path_with_uv() -> str:
@@ -74,7 +104,11 @@ def build(
     workdir: Path | str, service: str, name: str, *, include: list[str] | None = None, labels: dict | None = None
 ) -> str:
     """``bentoml build`` a service (``module:Class``) in ``workdir`` as bento ``name`` (give it a name of its own,
-    not a model's: ``bentoml serve`` refuses a bento named like a model); returns its tag (``name:version``)."""
+    not a model's: ``bentoml serve`` refuses a bento named like a model); returns its tag (``name:version``).
+
+    A bento already built from the same files, options and models in the store is reused (label
+    ``delab_fingerprint``): a second run of a notebook does not pay for ``bentoml build`` again."""
+    import bentoml
     import yaml
 
     workdir = Path(workdir)
@@ -87,20 +121,36 @@ def build(
         "labels": labels or {},
         "python": {"lock_packages": False},
     }
+    sources = sorted(p for pattern in spec["include"] for p in workdir.glob(pattern) if p.is_file())
+    models = sorted(str(model.tag) for model in bentoml.models.list())
+    mark = fingerprint(
+        repr((spec, [(p.name, p.read_bytes()) for p in sources], models)).encode(errors="surrogateescape")
+    )
+    try:
+        built = bentoml.list(name)
+    except bentoml.exceptions.NotFound:  # no bento of that name yet
+        built = []
+    for bento in built:
+        if bento.info.labels.get("delab_fingerprint") == mark:
+            return str(bento.tag)
+    spec["labels"] = {**spec["labels"], "delab_fingerprint": mark}
     (workdir / "bentofile.yaml").write_text(yaml.safe_dump(spec))
+    # No colours: in a notebook's kernel, rich highlights parts of the printed tag that look like hex pairs
+    # ("ce:4f") with escape codes, and the tag read back is then invalid — for some versions only.
     done = subprocess.run(
         [bentoml_bin(), "build", "--output", "tag", str(workdir)],
         capture_output=True,
         text=True,
         cwd=workdir,
-        env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", "PATH": _path_with_uv()},
+        env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", "PATH": _path_with_uv(), "NO_COLOR": "1", "TERM": "dumb"},
     )
     if done.returncode != 0:
         last = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise RuntimeError("bentoml build failed: " + " | ".join(last))
-    match = re.search(r"__tag__:(\S+)", done.stdout) or re.search(r"([\w.-]+:[a-z0-9]+)\s*$", done.stdout.strip())
+    output = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", done.stdout)  # and strip any that got through
+    match = re.search(r"__tag__:(\S+)", output) or re.search(r"([\w.-]+:[a-z0-9]+)\s*$", output.strip())
     if not match:
-        raise RuntimeError(f"bentoml build printed no tag: {done.stdout.strip()[-200:]}")
+        raise RuntimeError(f"bentoml build printed no tag: {output.strip()[-200:]}")
     return match.group(1)
 
 
