@@ -32,7 +32,7 @@ class QueryReads:
     data_files: int  # the Iceberg scans' "Total Files Read"
     kib_fetched: float  # httpfs: bytes received from the object store (metadata, manifests, footers, data)
     gets: int  # httpfs: GET requests (ranged reads)
-    heads: int  # httpfs: HEAD requests (one per object opened)
+    heads: int  # httpfs: HEAD requests (object sizes; the Iceberg scan knows most from its manifests)
     ms: float  # wall time of the profiled run
 
 
