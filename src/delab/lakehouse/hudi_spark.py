@@ -220,7 +220,7 @@ def _cds(jar_paths: list[str]) -> list[str]:
 
     import pyspark
 
-    from delab.stack import native
+    from delab.stack.services import base as native
 
     spark_jars = glob.glob(os.path.join(os.path.dirname(pyspark.__file__), "jars", "*.jar"))
     return native.cds_flags("hudi-spark-driver", spark_jars + jar_paths)
@@ -231,7 +231,8 @@ def spark_session(jar_paths: list[str], scratch: str) -> Any:
     from pyspark.sql import SparkSession
 
     from delab import config
-    from delab.stack import layout, native
+    from delab.stack import layout
+    from delab.stack.services import base as native
 
     home = layout.java_home()
     if home:
