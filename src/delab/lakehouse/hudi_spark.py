@@ -157,8 +157,10 @@ def jars() -> list[str]:
     return found
 
 
-def run(job: HudiJob, timeout: float = 240) -> HudiJobResult:
-    """Run ``job`` in the Flink environment's Python (pyspark 3.5) and wait for it; one line on failure."""
+def run(job: HudiJob, timeout: float = 600) -> HudiJobResult:
+    """Run ``job`` in the Flink environment's Python (pyspark 3.5) and wait for it; one line on failure.
+
+    ``timeout`` is only a safety net: the job takes ~1 min on an idle 2-core machine and ~3 min at a load of 45."""
     import pyarrow.parquet as pq
 
     from delab import config
@@ -215,17 +217,6 @@ def _first_cause(stderr: str) -> str:
 # ------------------------------------------------------------------------------ the job (Flink environment)
 
 
-def _cds(jar_paths: list[str]) -> list[str]:
-    import glob
-
-    import pyspark
-
-    from delab.stack.services import base as native
-
-    spark_jars = glob.glob(os.path.join(os.path.dirname(pyspark.__file__), "jars", "*.jar"))
-    return native.cds_flags("hudi-spark-driver", spark_jars + jar_paths)
-
-
 def spark_session(jar_paths: list[str], scratch: str) -> Any:
     """A local[2] Spark 3.5 session with Hudi's extensions and ``s3://`` mapped to the stack's object store."""
     from pyspark.sql import SparkSession
@@ -265,8 +256,9 @@ def spark_session(jar_paths: list[str], scratch: str) -> Any:
         "spark.sql.shuffle.partitions": "2",
         "spark.default.parallelism": "2",
         "spark.driver.memory": os.environ.get("DELAB_SPARK_DRIVER_MEMORY", "768m"),
-        # the stack's JVM start-up trades (C1 only, serial GC) and a class-data archive of Spark's and Hudi's jars
-        "spark.driver.extraJavaOptions": " ".join([*native.fast_start_flags(), *_cds(jar_paths)]),
+        # the stack's JVM start-up trades (C1 only, serial GC); no class-data archive: recording one for Spark's
+        # and Hudi's 400 MB of jars at the JVM's exit cost more than the job on a loaded machine
+        "spark.driver.extraJavaOptions": " ".join(native.fast_start_flags()),
         "spark.local.dir": scratch,
         "spark.sql.warehouse.dir": f"{scratch}/warehouse",
         "spark.sql.session.timeZone": "UTC",
