@@ -160,7 +160,8 @@ def jars() -> list[str]:
 def run(job: HudiJob, timeout: float = 600) -> HudiJobResult:
     """Run ``job`` in the Flink environment's Python (pyspark 3.5) and wait for it; one line on failure.
 
-    ``timeout`` is only a safety net: the job takes ~1 min on an idle 2-core machine and ~3 min at a load of 45."""
+    ``timeout`` is only a safety net: the lab's job (4 writes) took 2-3 min on 2 cores at a load average of
+    40-50 (2026-12); it has not been timed on an idle machine yet (docs/bench.md)."""
     import pyarrow.parquet as pq
 
     from delab import config
