@@ -4,3 +4,7 @@ CREATE DATABASE shop OWNER delab;
 \connect shop
 -- Debezium (pgoutput) uses this publication; FOR ALL TABLES needs a superuser, hence here.
 CREATE PUBLICATION dbz_publication FOR ALL TABLES;
+\connect postgres
+-- The on-demand services' own databases (compose profile "services"): the schema registry's and MLflow's stores.
+CREATE DATABASE registry OWNER delab;
+CREATE DATABASE mlflow OWNER delab;
