@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # broker | connect: write the process's properties from the environment and run it in the foreground.
 #   broker:  KAFKA_<NAME>=value   -> <name>=value in server.properties (KAFKA_LOG_DIRS -> log.dirs), as the native
-#            profile writes them (delab.stack native Kafka); formats the storage on first start (CLUSTER_ID, or a
+#            profile writes them (delab.stack.services.kafka); formats the storage on first start (CLUSTER_ID, or a
 #            random id; --standalone unless a static controller.quorum.voters is given).
 #   connect: CONNECT_<NAME>=value -> <name>=value in connect-distributed.properties.
 set -euo pipefail

@@ -24,11 +24,14 @@ from dataclasses import dataclass
 from delab import config
 from delab.stack import usage
 from delab.stack.errors import MissingPrerequisite, PortTaken, ServiceFailed, StackError
-from delab.stack.manager import NAMES, ServiceStatus, down, kill, logs, reset, resolve, status, up
+from delab.stack.manager import CORE, NAMES, ServiceStatus, down, kill, logs, reset, resolve, status, up
+from delab.stack.services import ON_DEMAND
 from delab.stack.usage import disrupt
 
 __all__ = [
+    "CORE",
     "NAMES",
+    "ON_DEMAND",
     "MissingPrerequisite",
     "Namespace",
     "PortTaken",
@@ -58,7 +61,7 @@ def require(*services: str, quiet: bool = False) -> list[ServiceStatus]:
     docker / external: checks them and, if one does not answer, says in one line what to run.
     Every failure is a ``StackError`` that Jupyter shows as one line.
     """
-    names = list(services) or list(NAMES)
+    names = list(services) or list(CORE)
     profile = config.profile()
     if profile == "native":
         usage.use(resolve(names))  # shared use: a fault-injection lab elsewhere waits for us, and we for it

@@ -19,7 +19,7 @@ from typing import Any
 from delab import config
 from delab.stack import layout
 from delab.stack.errors import MissingPrerequisite
-from delab.stack.native import SERVICES
+from delab.stack.services import SERVICES
 
 #: The interpreter of Python UDF workers inside the docker profile's TaskManager (infra/docker/Dockerfile, flink).
 DOCKER_PYTHON = "/opt/venv/bin/python"

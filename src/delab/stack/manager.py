@@ -25,9 +25,8 @@ from pathlib import Path
 from delab import config
 from delab.stack import docker, layout, probes
 from delab.stack.errors import PortTaken, ServiceFailed, StackError
-from delab.stack.native import SERVICES, NativeService, ProcessSpec
+from delab.stack.services import CORE, NAMES, SERVICES, NativeService, ProcessSpec
 
-NAMES: tuple[str, ...] = ("kafka", "connect", "postgres", "s3", "flink")
 Progress = Callable[[str], None]
 
 _children: list[subprocess.Popen] = []  # keep Popen objects alive so a notebook kernel can reap its children
@@ -69,8 +68,9 @@ def _exclusive() -> Iterator[None]:
 
 
 def resolve(services: Iterable[str] | None) -> list[str]:
-    """Requested services plus their dependencies, in start order; unknown names are one-line errors."""
-    wanted = list(services or NAMES)
+    """Requested services plus their dependencies, in start order (none requested: the core stack); unknown
+    names are one-line errors."""
+    wanted = list(services or CORE)
     unknown = [name for name in wanted if name not in NAMES]
     if unknown:
         raise StackError(f"unknown service {', '.join(unknown)}: choose from {', '.join(NAMES)}")
@@ -303,7 +303,7 @@ def _native_status(service: NativeService, probe: bool = True) -> ServiceStatus:
 
 
 def _process_names(service: NativeService) -> list[str]:
-    return ["flink-jobmanager", "flink-taskmanager"] if service.name == "flink" else [service.name]
+    return service.process_names()
 
 
 def _ensure(service: NativeService, progress: Progress, listening: Callable[[], None] = lambda: None) -> ServiceStatus:
@@ -435,7 +435,7 @@ def _require_docker() -> None:
 
 
 def _probe_row(name: str) -> ServiceStatus:
-    if name in docker.ON_DEMAND:
+    if name in docker.ON_DEMAND and name not in SERVICES:
         port = config.port("schema_registry" if name == "registry" else name)
         row = ServiceStatus(name, f"{config.HOST}:{port}", "running", f"http://{config.HOST}:{port}")
         probe: Callable[[], None] = lambda: docker.probe_on_demand(name)  # noqa: E731
@@ -452,7 +452,7 @@ def _probe_row(name: str) -> ServiceStatus:
 
 def _split_docker(services: Iterable[str] | None) -> tuple[list[str], list[str]]:
     """(core services with their dependencies, on-demand services) of a docker-profile request."""
-    wanted = list(services or NAMES)
+    wanted = list(services or CORE)
     on_demand = [name for name in wanted if name in docker.ON_DEMAND]
     core = [name for name in wanted if name not in docker.ON_DEMAND]
     if on_demand:
@@ -504,7 +504,8 @@ def up(services: Iterable[str] | None = None, progress: Progress | None = None) 
 
 
 def down(services: Iterable[str] | None = None) -> list[ServiceStatus]:
-    """Stop the services this stack started (Connect before Kafka); other processes are never touched."""
+    """Stop the services this stack started (dependants first: Connect before Kafka); other processes are never
+    touched. None named: every service, on-demand ones included."""
     if config.profile() == "docker":
         _require_docker()
         if services:
@@ -513,23 +514,26 @@ def down(services: Iterable[str] | None = None) -> list[ServiceStatus]:
             docker.run("stop", *docker.compose_services(wanted), on_demand=True)
             return [ServiceStatus(name, "", "stopped") for name in wanted]
         docker.run("down", on_demand=True)
-        return [ServiceStatus(name, "", "stopped") for name in NAMES]
+        return [ServiceStatus(name, "", "stopped") for name in CORE]
     names = list(services) if services else list(NAMES)
     resolve(names)
     with _exclusive():
-        order = [name for name in ("connect", "flink", "s3", "postgres", "kafka") if name in names]
-        for name in order:
+        for name in [name for name in reversed(NAMES) if name in names]:
             _stop_service(SERVICES[name])
     return [_native_status(SERVICES[name], probe=False) for name in names]
 
 
 def status(services: Iterable[str] | None = None) -> list[ServiceStatus]:
-    """What is running and answering right now (probes run in parallel)."""
+    """What is running and answering right now (probes run in parallel). None named: the core services, plus
+    the on-demand ones that are not simply stopped."""
     names = list(services) if services else list(NAMES)
     resolve([name for name in names if not (config.profile() == "docker" and name in docker.ON_DEMAND)])
     check = (lambda name: _native_status(SERVICES[name])) if config.profile() == "native" else _probe_row
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        return list(pool.map(check, names))
+        rows = list(pool.map(check, names))
+    if services:
+        return rows
+    return [row for row in rows if row.service in CORE or row.state not in ("stopped", "down")]
 
 
 def logs(service: str, lines: int = 50) -> str:

@@ -1,4 +1,4 @@
--- The learner role and database, as the native profile makes them (delab.stack.native.Postgres.bootstrap).
+-- The learner role and database, as the native profile makes them (delab.stack.services.postgres).
 CREATE ROLE delab LOGIN REPLICATION CREATEDB PASSWORD 'delab';
 CREATE DATABASE shop OWNER delab;
 \connect shop
