@@ -20,7 +20,8 @@ wheel_config, settings, target = sys.argv[1:4]
 with open(wheel_config) as f:
     base = yaml.safe_load(f) or {}
 with open(settings) as f:
-    text = os.path.expandvars(f.read())
+    text = "".join(line for line in f if not line.lstrip().startswith("#"))
+text = os.path.expandvars(text)
 if "${" in text:
     sys.exit(f"{settings}: unset variable in {text[text.index('${') :].split('}')[0]}}}")
 os.makedirs(os.path.dirname(target), exist_ok=True)
