@@ -49,4 +49,5 @@ def test_host_network_services_listen_on_loopback_only(containers):
     for name in ("connect", "flink", "flink_rpc"):
         port = config.port(name)
         local = [line.split()[3] for line in out.splitlines() if line.split()[3].endswith(f":{port}")]
-        assert local and all(address.startswith("127.0.0.1:") for address in local), (name, local)
+        loopback = ("127.0.0.1:", "[::ffff:127.0.0.1]:")  # a JVM's IPv4 socket on a dual-stack machine
+        assert local and all(address.startswith(loopback) for address in local), (name, local)
