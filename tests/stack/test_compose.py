@@ -129,6 +129,7 @@ def test_versions_match_the_native_profile(services):
     args = yaml.safe_load(COMPOSE_TEXT)["x-build"]["args"]
     assert args["VERSITYGW_VERSION"] == versitygw and services["s3"]["image"] == f"delab/versitygw:{versitygw}"
     assert args["GO_VERSION"] == versions_env()["GO_VERSION"]
+    assert args["APICURIO_VERSION"] == pom_property("apicurio.registry.version")
     assert services["registry"]["image"] == f"delab/apicurio-registry:{args['APICURIO_VERSION']}"
     mlflow = pins(DOCKER / "mlflow" / "requirements.txt")
     assert services["mlflow"]["image"] == f"delab/mlflow:{mlflow['mlflow']}"
@@ -151,12 +152,12 @@ def test_credentials_match_delab_config(services):
     registry = env_of(services["registry"])
     assert registry["APICURIO_DATASOURCE_USERNAME"] == pg.user
     assert registry["APICURIO_DATASOURCE_PASSWORD"] == pg.password
-    assert registry["APICURIO_DATASOURCE_URL"].endswith("/registry")
+    assert registry["APICURIO_DATASOURCE_URL"].endswith(f"/{config.SchemaRegistry.database}")
     init = (DOCKER / "postgres" / "initdb.d" / "10-delab.sql").read_text()
     assert f"CREATE ROLE {pg.user} LOGIN REPLICATION CREATEDB PASSWORD '{pg.password}'" in init
     assert f"CREATE DATABASE {pg.database} OWNER {pg.user}" in init
     assert "CREATE PUBLICATION dbz_publication FOR ALL TABLES" in init
-    for database in ("registry", "mlflow"):
+    for database in (config.SchemaRegistry.database, "mlflow"):
         assert f"CREATE DATABASE {database} OWNER {pg.user}" in init
     assert services["postgres"]["healthcheck"]["test"][-4:] == ["-U", pg.user, "-d", pg.database]
 

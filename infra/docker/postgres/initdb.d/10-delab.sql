@@ -6,5 +6,5 @@ CREATE DATABASE shop OWNER delab;
 CREATE PUBLICATION dbz_publication FOR ALL TABLES;
 \connect postgres
 -- The on-demand services' own databases (compose profile "services"): the schema registry's and MLflow's stores.
-CREATE DATABASE registry OWNER delab;
+CREATE DATABASE schema_registry OWNER delab;
 CREATE DATABASE mlflow OWNER delab;
