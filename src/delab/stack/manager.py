@@ -470,6 +470,11 @@ def _docker_up(services: Iterable[str] | None, progress: Progress) -> list[Servi
     progress(f"docker compose up --wait {' '.join(docker.compose_services(names))}")
     result = docker.run("up", "-d", "--wait", *docker.compose_services(names), on_demand=bool(on_demand))
     if result.returncode != 0:
+        # a JVM that died while booting on an overloaded machine (Flink's RPC start timing out) gets one more
+        # try; `up` leaves the healthy containers alone
+        progress("docker compose up failed; trying once more")
+        result = docker.run("up", "-d", "--wait", *docker.compose_services(names), on_demand=bool(on_demand))
+    if result.returncode != 0:
         raise ServiceFailed(f"docker compose up failed (exit {result.returncode}): see `delab stack logs SERVICE`")
     # a healthy container is not yet a working service (e.g. the bucket, a first produce): wait for the probes
     deadline = time.monotonic() + 120
