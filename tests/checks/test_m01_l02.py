@@ -253,8 +253,33 @@ def test_retries_reject_a_retry_loop_inside_the_task(rates_service):
         response.raise_for_status()
 
     looping = task(get_rates, retries=4, retry_delay_seconds=exponential_backoff(0.1), retry_jitter_factor=0.2)
-    with pytest.raises(WrongAnswer, match="shorter than the configured"):
+    with pytest.raises(WrongAnswer, match="shorter than the configured") as verdict:
         checks.fetch_rates_with_backoff(looping, rates_service)
+    assert "do not retry inside the task" in verdict.value.hint
+
+
+def test_retries_reject_a_retry_loop_that_waits_inside_the_task(rates_service):
+    """A hand-written backoff inside the task waits long enough between requests on any machine: the check counts
+    the requests of each attempt instead of timing them (it used to accept this, and to give the loop above
+    another hint when a busy machine made each request slow)."""
+    import time
+
+    import httpx
+    from prefect import task
+    from prefect.tasks import exponential_backoff
+
+    def get_rates(day: str) -> dict:
+        for wait in (0.1, 0.2, 0.4, 0.8, 0):
+            response = httpx.get(f"{rates_service.url}/rates", params={"day": day}, timeout=5)
+            if not response.is_error:
+                return response.json()["rates"]
+            time.sleep(wait)
+        response.raise_for_status()
+
+    looping = task(get_rates, retries=4, retry_delay_seconds=exponential_backoff(0.1), retry_jitter_factor=0.2)
+    with pytest.raises(WrongAnswer, match="retries inside the task") as verdict:
+        checks.fetch_rates_with_backoff(looping, rates_service)
+    assert "do not retry inside the task" in verdict.value.hint
 
 
 def test_retries_placeholder_is_not_solved(rates_service):

@@ -295,6 +295,26 @@ def cached_extract(cached_extract) -> None:
 # ------------------------------------------------------------------------------------------- e3: retries
 
 
+def _counting_attempts(fetch_rates: Any, rates_service: Any, day: str) -> tuple[Any, list[int]]:
+    """A copy of the task whose every attempt records how many requests for ``day`` the service got during it."""
+    import functools
+
+    per_attempt: list[int] = []
+    body = fetch_rates.fn
+
+    @functools.wraps(body)
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        before = len(rates_service.attempts(day))
+        try:
+            return body(*args, **kwargs)
+        finally:
+            per_attempt.append(len(rates_service.attempts(day)) - before)
+
+    copy = fetch_rates.with_options()
+    copy.fn = counted
+    return copy, per_attempt
+
+
 @exercise("m01.l02.e3")
 def fetch_rates_with_backoff(fetch_rates, rates_service) -> None:
     """Retries with exponential backoff and jitter: survive a flaky API, give up cleanly when it stays down."""
@@ -337,11 +357,20 @@ def fetch_rates_with_backoff(fetch_rates, rates_service) -> None:
     day = "2026-03-07"
     rates_service.clear()
     rates_service.fail_next(3)
+    counted, requests_per_attempt = _counting_attempts(fetch_rates, rates_service, day)
     try:
-        inner = _run_task_in_flow(fetch_rates, "m01-l02-check-rates", day)
+        inner = _run_task_in_flow(counted, "m01-l02-check-rates", day)
     finally:
         rates_service.recover()
     attempts = rates_service.attempts(day)
+    # Counted per attempt, not timed: a retry loop inside the task sends several requests in one attempt, however
+    # long each request takes on a busy machine.
+    if any(n > 1 for n in requests_per_attempt):
+        raise WrongAnswer(
+            f"one attempt of your task sent {max(requests_per_attempt)} requests: it retries inside the task, so the "
+            f"waits between requests are shorter than the configured {delays}.",
+            hint="let Prefect wait between retries (retry_delay_seconds); do not retry inside the task.",
+        )
     if not attempts:
         raise WrongAnswer(
             "the rates service received no request for the day asked.",
