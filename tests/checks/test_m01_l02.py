@@ -301,9 +301,9 @@ def test_retries_placeholder_is_not_solved(rates_service):
 
 @pytest.fixture(scope="module")
 def webhook(lab):
-    from delab.orchestration.prefect import WebhookReceiver
+    from delab.localhttp import Receiver
 
-    return WebhookReceiver()
+    return Receiver()
 
 
 def make_hook(webhook, how="json", state_value=lambda state: state.name, keys=None):

@@ -375,7 +375,7 @@ SCENARIOS = [  # (metrics, should alert, what it shows)
 @exercise("m02.l05.e4")
 def errors_alert(alert_if_unhealthy: Callable) -> None:
     """One alert, with a reason, exactly when the error rate is over 5 % or the lag over 100."""
-    from delab.orchestration.webhook import Receiver
+    from delab.localhttp import Receiver
 
     run = learner_code("alert_if_unhealthy")(alert_if_unhealthy)
     with Receiver() as hook:
