@@ -8,7 +8,7 @@ STATE := .delab
 TOOLS := $(STATE)/tools
 UV := $(TOOLS)/bin/uv
 UV_VERSION := $(shell sed -n 's/^uv==\([0-9.]*\).*/\1/p' requirements/main.lock)
-ENVS := .venv/.synced .venv-flink/.synced .venv-airflow/.synced
+ENVS := .venv/.synced .venv-flink/.synced .venv-airflow/.synced .venv-mlops/.synced .venv-checkov/.synced
 JOBS ?= 2
 PYTEST_ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
@@ -33,6 +33,11 @@ $(UV): requirements/main.lock
 	scripts/make-env .venv-flink requirements/flink.lock delab-flink "Python 3 (delab-flink · PyFlink)"
 .venv-airflow/.synced: requirements/airflow.lock pyproject.toml .venv/.synced | $(UV)
 	scripts/make-env .venv-airflow requirements/airflow.lock delab-airflow "Python 3 (delab-airflow · Airflow)"
+.venv-mlops/.synced: requirements/mlops.lock pyproject.toml .venv/.synced | $(UV)
+	scripts/make-env .venv-mlops requirements/mlops.lock delab-mlops "Python 3 (delab-mlops · MLflow, KServe)"
+# a command-line tool, not a kernel: the labs run .venv-checkov/bin/checkov
+.venv-checkov/.synced: requirements/checkov.lock | $(UV)
+	scripts/make-env .venv-checkov requirements/checkov.lock - -
 
 setup: $(ENVS)
 	@if [ -x infra/native/install.sh ] && [ "$${DELAB_STACK:-native}" = native ]; then infra/native/install.sh; fi
@@ -42,8 +47,7 @@ notebooks: .venv/.synced
 
 lab: setup
 	@if .venv/bin/delab stack --help >/dev/null 2>&1; then .venv/bin/delab stack up; fi
-	.venv/bin/jupyter lab --ip 127.0.0.1 --no-browser $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) \
-		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/labs
+	.venv/bin/python -m delab.jupyterlab
 
 lint: .venv/.synced
 	.venv/bin/ruff check src tests solutions scripts conftest.py
@@ -76,7 +80,7 @@ test-loaded: .venv/.synced
 	.venv/bin/python scripts/busy_machine.py $(BUSY) -- $(MAKE) test
 
 lock: | $(UV)
-	for env in main flink airflow; do \
+	for env in main flink airflow mlops checkov; do \
 		$(UV) pip compile requirements/$$env.in -o requirements/$$env.lock --python-version 3.11 \
 			--generate-hashes --no-header -q --upgrade-package delab || exit 1; done
 	.venv/bin/python -m delab.envfiles
@@ -91,4 +95,4 @@ bench: setup
 	.venv/bin/python scripts/bench_notebooks.py --runs 2
 
 clean: down
-	rm -rf .venv .venv-flink .venv-airflow $(STATE)
+	rm -rf .venv .venv-flink .venv-airflow .venv-mlops .venv-checkov $(STATE)

@@ -12,16 +12,18 @@ from jupyter_client.manager import start_new_kernel
 from delab import config, envfiles
 
 ROOT = config.project_root()
-LOCKS = {"delab": "main", "delab-flink": "flink", "delab-airflow": "airflow"}
+LOCKS = {"delab": "main", "delab-flink": "flink", "delab-airflow": "airflow", "delab-mlops": "mlops"}
+TOOL_LOCKS = {"checkov": "checkov"}  # command-line tools in their own environment, no kernel
 # what each kernel exists for: the import that must work there, and the version the lock pins
 PROBES = {
     "delab": ("import duckdb, pyiceberg, kafka, bentoml, python_terraform, jupyterlab", "duckdb", "duckdb.__version__"),
     "delab-flink": ("import pyflink.version", "apache-flink", "pyflink.version.__version__"),
     "delab-airflow": ("import airflow", "apache-airflow", "airflow.__version__"),
+    "delab-mlops": ("import mlflow, kserve, bentoml, sklearn", "mlflow", "mlflow.__version__"),
 }
 
 
-@pytest.mark.parametrize("env", LOCKS.values())
+@pytest.mark.parametrize("env", [*LOCKS.values(), *TOOL_LOCKS.values()])
 def test_every_requirement_is_pinned_with_hashes(env):
     lock = (ROOT / "requirements" / f"{env}.lock").read_text()
     pins = envfiles.lock_pins(ROOT / "requirements" / f"{env}.lock")
@@ -82,3 +84,21 @@ def test_kernel_is_registered_and_runs_its_stack_with_delab(kernel):
     pins = envfiles.lock_pins(ROOT / "requirements" / f"{LOCKS[kernel]}.lock")
     assert version == pins[package]
     assert prefix.endswith(".venv" if kernel == "delab" else f".venv-{kernel.removeprefix('delab-')}")
+
+
+def test_mlops_kernel_keeps_what_the_main_kernel_cannot():
+    main, mlops = (envfiles.lock_pins(ROOT / "requirements" / f"{e}.lock") for e in ("main", "mlops"))
+    assert "mlflow" not in main and "kserve" not in main
+    assert int(main["pandas"].split(".")[0]) >= 3  # MLflow and KServe would pull it back to 2.x
+    assert main["duckdb"] == mlops["duckdb"]
+
+
+@pytest.mark.parametrize("tool", TOOL_LOCKS)
+def test_tool_environment_runs_its_command(tool):
+    import subprocess
+
+    binary = ROOT / f".venv-{tool}" / "bin" / tool
+    assert binary.exists(), f"{binary.relative_to(ROOT)} is missing: run `make setup`"
+    done = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert envfiles.lock_pins(ROOT / "requirements" / f"{tool}.lock")[tool] in done.stdout

@@ -30,6 +30,15 @@ missing=()
 have_pg || missing+=(postgresql)
 [ "$(java_major)" -ge 17 ] 2>/dev/null || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+# the browser `make test` drives (tests/test_browser.py): Debian's Chromium and its chromedriver. Installed where
+# apt is ours to use; elsewhere only a note (learners use their own browser; `delab doctor` says how to get it).
+if ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    missing+=(chromium chromium-driver)
+  else
+    say "note: no chromedriver — only make test's browser test needs it (apt install chromium chromium-driver)"
+  fi
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "apt-get install ${missing[*]}"

@@ -140,7 +140,20 @@ def test_namespace_prefixes_every_resource():
 
 
 def test_kafka_cluster_ids_never_look_like_an_option():
-    from delab.stack.native import kafka_cluster_id
+    from delab.stack.services.kafka import kafka_cluster_id
 
     ids = {kafka_cluster_id() for _ in range(3000)}
     assert len(ids) == 3000 and all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+def test_every_service_has_its_own_module_and_probe_and_none_named_means_the_core():
+    from delab.stack import services
+    from delab.stack.services.base import NativeService
+
+    for name, service in services.SERVICES.items():
+        assert type(service).__module__ == f"delab.stack.services.{name}"
+        assert type(service).probe is not NativeService.probe, f"{name} has no probe of its own"
+        for dep in service.depends_on:
+            assert list(services.NAMES).index(dep) < list(services.NAMES).index(name)
+    assert manager.resolve(None) == list(services.CORE)
+    assert set(services.CORE) | set(services.ON_DEMAND) == set(services.NAMES)

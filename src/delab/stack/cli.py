@@ -221,5 +221,14 @@ def doctor() -> None:
         for line in lines:
             problems += 1
             console.print(f"[red]fix[/]  {name}: {line}", highlight=False)
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser and shutil.which("chromedriver"):
+        console.print("[green]ok[/]   Chromium and chromedriver (the browser test of `make test`)", highlight=False)
+    else:  # learners use any browser of their own: only `make test` needs these, so it is a note, not a failure
+        console.print(
+            "[yellow]note[/] Chromium and chromedriver not found — only `make test`'s browser test needs them: "
+            "apt install chromium chromium-driver (Debian/Ubuntu; brew install --cask chromium chromedriver on macOS)",
+            highlight=False,
+        )
     if problems:
         raise typer.Exit(1)

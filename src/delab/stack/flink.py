@@ -19,7 +19,7 @@ from typing import Any
 from delab import config
 from delab.stack import layout
 from delab.stack.errors import MissingPrerequisite
-from delab.stack.native import SERVICES
+from delab.stack.services import SERVICES
 
 
 def connector_jars() -> list[Path]:

@@ -25,9 +25,8 @@ from pathlib import Path
 from delab import config
 from delab.stack import layout, probes
 from delab.stack.errors import PortTaken, ServiceFailed, StackError
-from delab.stack.native import SERVICES, NativeService, ProcessSpec
+from delab.stack.services import CORE, NAMES, SERVICES, NativeService, ProcessSpec
 
-NAMES: tuple[str, ...] = ("kafka", "connect", "postgres", "s3", "flink")
 Progress = Callable[[str], None]
 
 _children: list[subprocess.Popen] = []  # keep Popen objects alive so a notebook kernel can reap its children
@@ -69,8 +68,9 @@ def _exclusive() -> Iterator[None]:
 
 
 def resolve(services: Iterable[str] | None) -> list[str]:
-    """Requested services plus their dependencies, in start order; unknown names are one-line errors."""
-    wanted = list(services or NAMES)
+    """Requested services plus their dependencies, in start order (none requested: the core stack); unknown
+    names are one-line errors."""
+    wanted = list(services or CORE)
     unknown = [name for name in wanted if name not in NAMES]
     if unknown:
         raise StackError(f"unknown service {', '.join(unknown)}: choose from {', '.join(NAMES)}")
@@ -303,7 +303,7 @@ def _native_status(service: NativeService, probe: bool = True) -> ServiceStatus:
 
 
 def _process_names(service: NativeService) -> list[str]:
-    return ["flink-jobmanager", "flink-taskmanager"] if service.name == "flink" else [service.name]
+    return service.process_names()
 
 
 def _ensure(service: NativeService, progress: Progress, listening: Callable[[], None] = lambda: None) -> ServiceStatus:
@@ -474,7 +474,8 @@ def up(services: Iterable[str] | None = None, progress: Progress | None = None) 
 
 
 def down(services: Iterable[str] | None = None) -> list[ServiceStatus]:
-    """Stop the services this stack started (Connect before Kafka); other processes are never touched."""
+    """Stop the services this stack started (dependants first: Connect before Kafka); other processes are never
+    touched. None named: every service, on-demand ones included."""
     names = list(services) if services else list(NAMES)
     resolve(names)
     if config.profile() == "docker":
@@ -482,19 +483,22 @@ def down(services: Iterable[str] | None = None) -> list[ServiceStatus]:
         subprocess.run(compose_command("stop", *_compose_names(names)) if services else compose_command("down"))
         return status(names)
     with _exclusive():
-        order = [name for name in ("connect", "flink", "s3", "postgres", "kafka") if name in names]
-        for name in order:
+        for name in [name for name in reversed(NAMES) if name in names]:
             _stop_service(SERVICES[name])
     return [_native_status(SERVICES[name], probe=False) for name in names]
 
 
 def status(services: Iterable[str] | None = None) -> list[ServiceStatus]:
-    """What is running and answering right now (probes run in parallel)."""
+    """What is running and answering right now (probes run in parallel). None named: the core services, plus
+    the on-demand ones that are not simply stopped."""
     names = list(services) if services else list(NAMES)
     resolve(names)
     check = (lambda name: _native_status(SERVICES[name])) if config.profile() == "native" else _probe_row
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        return list(pool.map(check, names))
+        rows = list(pool.map(check, names))
+    if services:
+        return rows
+    return [row for row in rows if row.service in CORE or row.state not in ("stopped", "down")]
 
 
 def logs(service: str, lines: int = 50) -> str:

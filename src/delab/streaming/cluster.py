@@ -1,7 +1,7 @@
 """A 3-node Kafka KRaft cluster for the replication lab (03.02), next to the stack's single broker.
 
 native: three combined broker+controller JVMs (``kafka.Kafka``) on the stack's Kafka jars, with the same Java,
-flags and log4j setup as the stack's broker (``delab.stack.native``), small heaps (``DELAB_KAFKA_NODE_HEAP``,
+flags and log4j setup as the stack's broker (``delab.stack.services.kafka``), small heaps (``DELAB_KAFKA_NODE_HEAP``,
 256m), data under ``<stack>/data/kafka-cluster/node<N>``, logs and pid files beside the stack's
 (``kafka-node<N>``), ports from ``delab.config`` (``kafka_node<N>``, ``kafka_node<N>_controller``), all on
 127.0.0.1. docker: the compose profile ``kafka-cluster`` (services kafka-1..3). external: a cluster of your own
@@ -34,8 +34,10 @@ from pathlib import Path
 import pandas as pd
 
 from delab import config
-from delab.stack import layout, manager, native
+from delab.stack import layout, manager
 from delab.stack.errors import PortTaken, ServiceFailed, StackError
+from delab.stack.services import base as native
+from delab.stack.services import kafka as kafka_service
 
 NODES = (1, 2, 3)
 #: The producer settings the lab's team tuned for throughput: one copy acknowledged, no retries, no idempotence.
@@ -117,7 +119,7 @@ def properties(node: int) -> str:
 
 
 def _jars() -> list[str]:
-    return native.Kafka().jars()
+    return kafka_service.Kafka().jars()
 
 
 def _cds() -> list[str]:
@@ -132,16 +134,16 @@ def _spec(node: int) -> native.ProcessSpec:
     return native.ProcessSpec(
         process_name(node),
         [
-            *native._jvm(HEAP),
+            *native.jvm(HEAP),
             *_cds(),
             f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={layout.run_dir() / 'logs'}",
             "-cp",
-            native.Kafka().classpath(),
+            kafka_service.Kafka().classpath(),
             "kafka.Kafka",
             str(conf / f"node{node}.properties"),
         ],
-        env=native._java_env(),
+        env=native.java_env(),
         cwd=data_dir(node),
     )
 
@@ -149,7 +151,7 @@ def _spec(node: int) -> native.ProcessSpec:
 def _prepare() -> None:
     conf = layout.conf_dir("kafka-cluster")
     conf.mkdir(parents=True, exist_ok=True)
-    (conf / "log4j2.properties").write_text(native.KAFKA_LOG4J)
+    (conf / "log4j2.properties").write_text(kafka_service.KAFKA_LOG4J)
     for node in NODES:
         (conf / f"node{node}.properties").write_text(properties(node))
     unformatted = [n for n in NODES if not (data_dir(n) / "meta.properties").exists()]
@@ -161,17 +163,17 @@ def _prepare() -> None:
             shutil.rmtree(data_dir(node), ignore_errors=True)
         unformatted = list(NODES)
         id_file.parent.mkdir(parents=True, exist_ok=True)
-        id_file.write_text(native.kafka_cluster_id())
+        id_file.write_text(kafka_service.kafka_cluster_id())
     cluster_id = id_file.read_text().strip()
 
     def fmt(node: int) -> subprocess.CompletedProcess:
         data_dir(node).mkdir(parents=True, exist_ok=True)
         return subprocess.run(
             [
-                *native._jvm("128m"),
+                *native.jvm("128m"),
                 f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
                 "-cp",
-                native.Kafka().classpath(),
+                kafka_service.Kafka().classpath(),
                 "kafka.tools.StorageTool",
                 "format",
                 "-t",
@@ -181,7 +183,7 @@ def _prepare() -> None:
             ],
             capture_output=True,
             text=True,
-            env={**os.environ, **native._java_env()},
+            env={**os.environ, **native.java_env()},
         )
 
     with ThreadPoolExecutor(len(unformatted)) as pool:

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from delab import config
-from delab.stack import layout, native
+from delab.stack import layout
 from delab.stack.errors import MissingPrerequisite
+from delab.stack.services import base as native
 
 
 def connector_jars() -> list[str]:
