@@ -13,12 +13,12 @@ JOBS ?= 2
 PYTEST_ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help setup lab test lint unit notebooks notebook-tests lock up down bench clean
+.PHONY: help setup lab test test-loaded lint unit notebooks notebook-tests lock up down bench clean
 
 help:
 	@echo "make lab    set up everything, start the services, open JupyterLab on labs/"
 	@echo "make test   everything CI checks (lint, unit tests, every solution and lab notebook)"
-	@echo "other: setup notebooks lock up down bench clean"
+	@echo "other: setup notebooks test-loaded lock up down bench clean"
 
 $(UV): requirements/main.lock
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found: install python3.11 (apt, brew or conda)"; exit 1; }
@@ -73,6 +73,12 @@ test: setup lint
 	[ $$main -eq 0 ] && [ $$a -eq 0 ] && [ $$f -eq 0 ] && [ $$m -eq 0 ]
 	.venv/bin/pytest -n $(JOBS) --dist loadfile $(NBVAL) solutions $(PYTEST_ARGS)
 	.venv/bin/pytest -n $(JOBS) --dist loadfile $(NBVAL) labs $(PYTEST_ARGS)
+
+# The same `make test`, with the machine kept busy beside it (BUSY: busy loops and file churners at normal
+# priority, stopped when the run ends): every check must give the same verdict as on an idle machine.
+BUSY ?= --cpu 2 --io 1
+test-loaded: .venv/.synced
+	.venv/bin/python scripts/busy_machine.py $(BUSY) -- $(MAKE) test
 
 lock: | $(UV)
 	for env in main flink airflow mlops checkov; do \
