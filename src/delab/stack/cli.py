@@ -180,6 +180,15 @@ def _check_flink() -> str | None:
     return None
 
 
+def _check_mlops() -> str | None:
+    """The MLOps environment runs the on-demand MLflow service."""
+    try:
+        layout.mlops_python()
+    except MissingPrerequisite as error:
+        return error.message
+    return None
+
+
 def _check_ports() -> list[str]:
     """Ports held by processes the stack did not start (its own running services are fine)."""
     if config.profile() != "native":
@@ -217,6 +226,7 @@ def doctor() -> None:
             ("Go 1.25+", _check_go()),
             ("PostgreSQL 15+ binaries", _check_postgres()),
             ("PyFlink environment", _check_flink()),
+            ("MLOps environment (MLflow, on demand)", _check_mlops()),
             ("built jars and binaries", _check_built()),
         ]
     elif profile == "docker":
