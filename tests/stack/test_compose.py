@@ -147,8 +147,9 @@ def test_credentials_match_delab_config(services):
     mlflow = env_of(services["mlflow"])
     assert (mlflow["AWS_ACCESS_KEY_ID"], mlflow["AWS_SECRET_ACCESS_KEY"]) == (s3.access_key, s3.secret_key)
     command = services["mlflow"]["command"]
-    assert f"--backend-store-uri=postgresql://{pg.user}:{pg.password}@postgres:5432/mlflow" in command
-    assert f"--artifacts-destination=s3://{s3.bucket}/mlflow" in command
+    ml = config.MLflow()
+    assert f"--backend-store-uri=postgresql://{pg.user}:{pg.password}@postgres:5432/{ml.database}" in command
+    assert f"--artifacts-destination=s3://{s3.bucket}/{ml.artifacts_prefix}" in command
     registry = env_of(services["registry"])
     assert registry["APICURIO_DATASOURCE_USERNAME"] == pg.user
     assert registry["APICURIO_DATASOURCE_PASSWORD"] == pg.password
@@ -157,7 +158,7 @@ def test_credentials_match_delab_config(services):
     assert f"CREATE ROLE {pg.user} LOGIN REPLICATION CREATEDB PASSWORD '{pg.password}'" in init
     assert f"CREATE DATABASE {pg.database} OWNER {pg.user}" in init
     assert "CREATE PUBLICATION dbz_publication FOR ALL TABLES" in init
-    for database in (config.SchemaRegistry.database, "mlflow"):
+    for database in (config.SchemaRegistry.database, config.MLflow.database):
         assert f"CREATE DATABASE {database} OWNER {pg.user}" in init
     assert services["postgres"]["healthcheck"]["test"][-4:] == ["-U", pg.user, "-d", pg.database]
 
