@@ -371,8 +371,10 @@ EXECUTE FUNCTION {schema}.check_fail();
 
 
 def _atomic_or_nothing(run_increment, conn, schema: str) -> None:
-    """Make each of the run's two writes fail in turn: the other one must not stay behind (one transaction)."""
+    """From an empty target, make each of the run's two writes fail in turn: the other one must not stay behind
+    (one transaction). Then load the first run again, as it was."""
     for table, what in (("watermarks", "saving the watermark"), ("dw_orders", "loading the rows")):
+        conn.execute(f"TRUNCATE {schema}.dw_orders, {schema}.watermarks")
         conn.execute(_FAIL_ONCE.format(schema=schema, table=table))
         try:
             with clients.postgres() as fresh:
@@ -387,12 +389,13 @@ def _atomic_or_nothing(run_increment, conn, schema: str) -> None:
         saved = incremental.get_watermark(conn, schema)
         if loaded or saved is not None:
             left = f"{loaded} rows loaded" if loaded else "the watermark saved"
-            conn.execute(f"TRUNCATE {schema}.dw_orders, {schema}.watermarks")
             raise WrongAnswer(
                 f"when {what} failed, the run still left {left}.",
                 hint="read the watermark, load the rows and save the new watermark in one transaction "
                 "(with conn.transaction():), so a failure leaves nothing half done.",
             )
+    conn.execute(f"TRUNCATE {schema}.dw_orders, {schema}.watermarks")
+    _run(run_increment, schema)
 
 
 @exercise("m02.l02.e4")
@@ -401,7 +404,6 @@ def late_commit_safe_run(run_increment) -> None:
     schema = f"{SCHEMA}_check"
     with clients.postgres() as conn:
         incremental.prepare(conn, schema, datasets.cached(seed=42, scale=0.1))
-        _atomic_or_nothing(run_increment, conn, schema)
         _run(run_increment, schema)
         state = incremental.get_watermark(conn, schema)
         if state is None:
@@ -415,6 +417,7 @@ def late_commit_safe_run(run_increment) -> None:
                 f"the first run left {report['missing_in_target']} source rows out of the target.",
                 hint="with no watermark yet, the first run takes everything up to its upper bound.",
             )
+        _atomic_or_nothing(run_increment, conn, schema)
 
         late = clients.postgres(autocommit=False)
         try:
