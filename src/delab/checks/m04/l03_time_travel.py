@@ -138,7 +138,17 @@ def rollback_bad_write(undo_job) -> None:
 
 
 def _judge_rollback(undo_job, table, good, good_ids: list[int], bad: set[int], before: set[int], what: str) -> None:
-    _run_undo(undo_job, table, "fixup")
+    try:
+        _run_undo(undo_job, table, "fixup")
+    except WrongAnswer as wrong:
+        if "not an ancestor" not in wrong.message:
+            raise
+        raise WrongAnswer(
+            f"after {what}, you rolled back to a snapshot that is not an ancestor of the current one: the list of "
+            "snapshots also holds those a rollback left off the table's lineage.",
+            hint="walk back from the current snapshot through parent_snapshot_id past every snapshot whose summary "
+            "names the job — a fixed position in the snapshot list only fits one history.",
+        ) from None
     after = table.catalog.load_table(table.name())
     current = after.current_snapshot()
     ids = _ids(after.scan().to_arrow())
