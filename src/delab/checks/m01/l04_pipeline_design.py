@@ -110,19 +110,11 @@ def idempotent_load(load_day) -> None:
             )
         if not _same(loaded_fact(conn, other), expected_fact(conn, other)):
             raise WrongAnswer(f"loading {first} again damaged {other}.", hint="replace only the day being loaded.")
-        # an order quarantined after the day was loaded must leave the facts on the next run
-        _quarantine_one_line(conn, first, multi_line[1])
-        _load(load_day, conn, first)
-        if multi_line[1] in set(loaded_fact(conn, first).order_id):
-            raise WrongAnswer(
-                f"order {multi_line[1]}, quarantined after {first} was loaded, is still in the facts after a re-run.",
-                hint="an upsert only inserts and updates: replace the day — delete its rows, then insert.",
-            )
-        _judge_load(conn, first, "after a re-run")
         # a late correction arrives in staging: the next run must pick it up
         conn.execute(
             f"UPDATE {SCHEMA}.staging_lines SET quantity = quantity + 1 WHERE day = %s AND "
-            f"(order_id, line_no) = (SELECT order_id, line_no FROM {SCHEMA}.staging_lines WHERE day = %s "
+            f"(order_id, line_no) = (SELECT order_id, line_no FROM {SCHEMA}.staging_lines s WHERE day = %s "
+            f"AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.quarantine q WHERE q.day = s.day AND q.order_id = s.order_id) "
             "ORDER BY order_id, line_no LIMIT 1)",
             (first, first),
         )
@@ -132,6 +124,15 @@ def idempotent_load(load_day) -> None:
                 "a corrected line in staging did not reach the facts on the next run.",
                 hint="skipping rows that already exist keeps stale values: replace them.",
             )
+        # an order quarantined after the day was loaded must leave the facts on the next run
+        _quarantine_one_line(conn, first, multi_line[1])
+        _load(load_day, conn, first)
+        if multi_line[1] in set(loaded_fact(conn, first).order_id):
+            raise WrongAnswer(
+                f"order {multi_line[1]}, quarantined after {first} was loaded, is still in the facts after a re-run.",
+                hint="an insert or upsert never removes a row: replace the day — delete its rows, then insert.",
+            )
+        _judge_load(conn, first, "after a re-run")
         _crash_midway(load_day, conn, first)
 
 
