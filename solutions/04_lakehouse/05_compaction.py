@@ -89,14 +89,17 @@ ops.file_stats(clicks_table)
 # ### Exercise 1 — one commit per checkpoint
 # Write `added_files_per_commit(table)`: a dict from each snapshot id of the table to the number of **data files
 # that snapshot added**. Every snapshot carries a `summary` (`table.snapshots()`, or `table.inspect.snapshots()`)
-# with counters written by the committer. The check runs your function on this table and on one of its own.
+# with counters written by the committer. A commit that added no file has no such counter at all — and pyiceberg's
+# `summary.get(key, default)` then returns None, not your default. The check runs your function on this table and
+# on one of its own.
 
 
 # %%
 ### BEGIN SOLUTION
 def added_files_per_commit(table) -> dict:
     """Snapshot id -> data files added by that commit."""
-    return {s.snapshot_id: int(s.summary.get("added-data-files", 0)) for s in table.snapshots()}
+    # a commit that added nothing has no such key, and pyiceberg's Summary.get then gives None, not the default
+    return {s.snapshot_id: int(s.summary.get("added-data-files") or 0) for s in table.snapshots()}
 
 
 ### END SOLUTION
