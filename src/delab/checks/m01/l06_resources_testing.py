@@ -4,11 +4,6 @@ code and fail on each planted bug)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -163,54 +158,10 @@ MUTANTS = [
 ]
 
 
-def _run_suite(tests: str, module_source: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    with tempfile.TemporaryDirectory(prefix="delab-mutant-") as folder:
-        Path(folder, "revenue_rules.py").write_text(module_source)
-        Path(folder, "test_revenue_rules.py").write_text(tests)
-        env = {
-            **os.environ,
-            "PYTHONPATH": folder,
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-        }  # the suite needs plain pytest: start fast
-        return subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--rootdir", folder, folder],
-            capture_output=True,
-            text=True,
-            cwd=folder,
-            env=env,
-            timeout=timeout,
-        )
-
-
 @exercise("m01.l06.e3")
 def mutation_tested_suite(tests: str) -> None:
     """Your tests pass on the real transformation and fail on every planted bug."""
+    from delab import mutation
     from delab.orchestration import revenue_rules
 
-    if not isinstance(tests, str) or "def test_" not in tests:
-        raise WrongAnswer(
-            "expected the source of a pytest module with test functions.",
-            hint="def test_something(): ... inside a string.",
-        )
-    original = Path(revenue_rules.__file__).read_text()
-    clean = _run_suite(tests, original)
-    if clean.returncode == 5:
-        raise WrongAnswer("pytest found no tests in your module.", hint="test functions start with test_.")
-    if clean.returncode != 0:
-        last = [line for line in clean.stdout.splitlines() if line.strip()][-1:] or ["no output"]
-        raise WrongAnswer(
-            f"your tests fail on the correct code: {last[0]}",
-            hint="run them in a cell first; check the expected numbers by hand.",
-        )
-    for _, before, _ in MUTANTS:
-        if before not in original:
-            raise RuntimeError(f"mutant out of date: {before!r}")
-    with ThreadPoolExecutor(max_workers=2) as pool:  # the mutants are independent: run two at a time
-        runs = list(pool.map(lambda m: _run_suite(tests, original.replace(m[1], m[2])), MUTANTS))
-    for (description, _, _), mutant in zip(MUTANTS, runs, strict=True):
-        if mutant.returncode == 0:
-            raise WrongAnswer(
-                f"a planted bug survives your tests: {description}.",
-                hint="add a tiny input where that rule changes the result, and assert on it.",
-            )
+    mutation.check_suite(tests, "revenue_rules", revenue_rules.__file__, MUTANTS)
