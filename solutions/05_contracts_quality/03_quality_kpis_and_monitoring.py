@@ -267,9 +267,11 @@ full.plot.barh(ax=right, xlim=(0.98, 1.0), title="full load: KPI per engine")
 plt.tight_layout()
 
 # %% [markdown]
-# Red lines mark the quarantined days. The per-batch KPIs hardly move: duplicates and unknown customers are
-# rare and spread out. That is why monitoring watches **volume, freshness, schema and distributions** as well —
-# the failures that break pipelines are often whole-batch ones, which row-level KPIs do not see.
+# Red lines mark the quarantined days. Only the renamed column moves a row-level KPI (completeness falls to 0:
+# the required `amount` is missing from every row); duplicates and unknown customers are rare and spread out,
+# and the partial extract, the stale file and the amounts in cents leave every KPI at its usual level. That is
+# why monitoring watches **volume, freshness, schema and distributions** as well — the failures that break
+# pipelines are often whole-batch ones, which row-level KPIs do not see.
 #
 # ## Fix and replay
 # Each quarantined batch gets the fix its alert calls for, and goes through the *same* monitor again before it
