@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from delab import config
-from delab.stack import layout, manager
+from delab.stack import docker, layout, manager
 from delab.stack.errors import MissingPrerequisite, StackError
 
 app = typer.Typer(
@@ -230,10 +230,12 @@ def doctor() -> None:
             ("built jars and binaries", _check_built()),
         ]
     elif profile == "docker":
-        ok = config.docker_daemon_answers()
-        checks.append(
-            ("Docker engine", None if ok else "no Docker engine answers: start Docker Desktop / colima / dockerd")
-        )
+        engine = docker.check_engine()
+        checks += [
+            ("Docker engine", engine),
+            ("compose plugin", docker.check_compose_plugin()),
+            ("free ports (docker)", docker.check_ports(list(manager.NAMES))),
+        ]
     checks += [("free ports", _check_ports()), ("disk", _check_disk())]
     problems = 0
     console.print(f"profile: [bold]{profile}[/] (DELAB_STACK={os.environ.get('DELAB_STACK', '')!s})")

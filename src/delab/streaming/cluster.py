@@ -34,7 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from delab import config
-from delab.stack import layout, manager
+from delab.stack import docker, layout, manager
 from delab.stack.errors import PortTaken, ServiceFailed, StackError
 from delab.stack.services import base as native
 from delab.stack.services import kafka as kafka_service
@@ -232,7 +232,7 @@ def alive(node: int) -> bool:
 
 def _compose(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
     argv = manager.compose_command("--profile", COMPOSE_PROFILE, *args)
-    result = subprocess.run(argv, capture_output=capture, text=True)
+    result = subprocess.run(argv, capture_output=capture, text=True, env=docker.compose_env())  # the port table
     if result.returncode != 0 and not capture:
         raise ServiceFailed(f"`{' '.join(argv[3:])}` failed (exit {result.returncode})")
     return result
