@@ -24,9 +24,11 @@
 
 # %%
 import concurrent.futures
-import json
+import os
 import subprocess
 import time
+
+import psycopg
 
 from delab import check, clients, config, iac, stack
 from delab.iac import kafka_admin
@@ -123,15 +125,26 @@ lock_root = iac.write_root(work / "locking", slow_tf, providers=(), backend="pg"
 iac.Tofu(lock_root).init(backend_config=iac.pg_backend(schema=f"{ns.prefix}_lockdemo"))
 
 
-def apply_now(delay: float) -> subprocess.CompletedProcess:
-    time.sleep(delay)
-    return iac.tofu_command("apply", "-auto-approve", "-no-color", "-lock-timeout=0s", cwd=lock_root)
+def apply_in_background() -> subprocess.Popen:
+    command = [str(iac.tofu_bin()), "apply", "-auto-approve", "-no-color", "-lock-timeout=0s"]
+    return subprocess.Popen(command, cwd=lock_root, env={**os.environ, **iac.tofu.environment()}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
 
 
-with concurrent.futures.ThreadPoolExecutor(2) as pool:
-    first, second = pool.map(apply_now, [0, 1.0])
+def advisory_locks() -> int:
+    with clients.postgres() as pg:
+        return pg.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0]
+
+
+first = apply_in_background()
+deadline = time.monotonic() + 60
+while advisory_locks() == 0 and first.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.1)  # wait until the first apply holds its lock (visible in pg_locks)
+print("advisory locks held while the first apply runs:", advisory_locks())
+second = iac.tofu_command("apply", "-auto-approve", "-no-color", "-lock-timeout=0s", cwd=lock_root)
+first_output = first.communicate()[0]
 print("first exit", first.returncode, "| second exit", second.returncode)
-print(next(line for line in second.stdout.splitlines() + second.stderr.splitlines() if "lock" in line.lower()))
+print(next(line for line in (second.stdout + second.stderr).splitlines() if "lock" in line.lower()))
 
 # %% [markdown]
 # The same on the object store: `backend "s3"` with `use_lockfile = true`. During an apply, the lock object sits
@@ -143,8 +156,10 @@ s3_tofu = iac.Tofu(s3_root)
 s3_tofu.init(backend_config=iac.s3_backend(key=ns.key("state/slow.tfstate")))
 with concurrent.futures.ThreadPoolExecutor(1) as pool:
     running = pool.submit(s3_tofu.apply)
-    time.sleep(1.5)
-    during = clients.s3_keys(ns.key("state/"))
+    during: list[str] = []
+    while not running.done() and not any(key.endswith(".tflock") for key in during):
+        during = clients.s3_keys(ns.key("state/"))  # poll until the lock object appears
+        time.sleep(0.2)
     running.result()
 print("during the apply:", during)
 print("after it:        ", clients.s3_keys(ns.key("state/")))
@@ -161,6 +176,7 @@ print("after it:        ", clients.s3_keys(ns.key("state/")))
 # Write `destructive_changes(plan)`: given a plan as a dict (what `Plan.json` holds), return the sorted list of the
 # addresses of every resource the plan would destroy — deletions and replacements in either order. The check
 # builds a real plan that updates, creates, deletes and replaces.
+
 
 # %%
 ### BEGIN SOLUTION
@@ -343,8 +359,6 @@ app.outputs()["app"]
 # %%
 database = f"{ns.prefix}_app"
 owner_dsn = f"host={config.postgres().host} port={config.postgres().port} dbname={database}"
-import psycopg  # noqa: E402 - used only from here on
-
 with psycopg.connect(f"{owner_dsn} user={ns.prefix}_app_owner password=owner-secret-0123", autocommit=True) as own:
     own.execute("CREATE TABLE IF NOT EXISTS sales (id int PRIMARY KEY, amount numeric)")
     own.execute("INSERT INTO sales VALUES (1, 9.5) ON CONFLICT DO NOTHING")

@@ -56,8 +56,13 @@ def topic_settings(name: str) -> dict[str, Any]:
         if described.get("error_code"):
             raise LookupError(f"topic {name} not found on {config.kafka().bootstrap_servers}")
         result = client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
-    entries = result[0].resources[0][4]
-    configs = {entry[0]: entry[1] for entry in entries if entry[1] is not None and not entry[3]}
+    # kafka-python 3 answers {"topic": {name: {config: {"value": …, "config_source": …}}}}
+    entries = result.get("topic", {}).get(name, {})
+    configs = {
+        key: entry["value"]
+        for key, entry in entries.items()
+        if entry.get("value") is not None and entry.get("config_source") == "DYNAMIC_TOPIC_CONFIG"
+    }
     return {"partitions": len(described["partitions"]), "configs": configs}
 
 

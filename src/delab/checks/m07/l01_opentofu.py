@@ -13,7 +13,7 @@ from typing import Any
 
 from delab import config
 from delab.grading import WrongAnswer, exercise, learner_code
-from delab.iac import Tofu, TofuError, module_source, modules_dir, write_root
+from delab.iac import Tofu, TofuError, kafka_admin, module_source, modules_dir, write_root
 
 LAB = "m07_l01"
 
@@ -135,25 +135,7 @@ LEGACY_PARTITIONS, LEGACY_RETENTION_MS = 2, 86_400_000
 
 def create_legacy_topic() -> str:
     """Create the hand-made topic on the stack's Kafka if it is missing (what a colleague did in a console)."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka().bootstrap_servers, client_id="delab-m07")
-    try:
-        admin.create_topics(
-            [
-                NewTopic(
-                    legacy_topic(),
-                    LEGACY_PARTITIONS,
-                    1,
-                    topic_configs={"retention.ms": str(LEGACY_RETENTION_MS), "cleanup.policy": "delete"},
-                )
-            ]
-        )
-    except TopicAlreadyExistsError:
-        pass
-    finally:
-        admin.close()
+    kafka_admin.create_topic(legacy_topic(), LEGACY_PARTITIONS, {"retention.ms": str(LEGACY_RETENTION_MS)})
     return legacy_topic()
 
 
