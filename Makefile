@@ -47,8 +47,7 @@ notebooks: .venv/.synced
 
 lab: setup
 	@if .venv/bin/delab stack --help >/dev/null 2>&1; then .venv/bin/delab stack up; fi
-	.venv/bin/jupyter lab --ip 127.0.0.1 --no-browser $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) \
-		--ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/labs
+	.venv/bin/python -m delab.jupyterlab
 
 lint: .venv/.synced
 	.venv/bin/ruff check src tests solutions scripts conftest.py

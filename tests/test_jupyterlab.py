@@ -8,12 +8,10 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
-from delab import config
+from delab import config, jupyterlab
 
 ROOT = config.project_root()
 
@@ -32,19 +30,7 @@ def get(url: str, token: str) -> dict:
 
 def test_jupyterlab_serves_kernels_and_labs(tmp_path):
     port, token = free_port(), secrets.token_hex(16)
-    jupyter = Path(sys.executable).parent / "jupyter"
-    command = [
-        str(jupyter),
-        "lab",
-        "--no-browser",
-        "--ip",
-        "127.0.0.1",
-        f"--port={port}",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={ROOT}",
-    ]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
+    command = jupyterlab.command(port=port, token=token)  # `make lab`'s own command line
     log = (tmp_path / "jupyter.log").open("w")
     server = subprocess.Popen(
         command,

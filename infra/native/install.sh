@@ -2,10 +2,11 @@
 # Install what the native stack needs, idempotently (a second run takes seconds):
 #   - PostgreSQL (and Java 17 / Maven where missing) from apt, when running as root on Debian/Ubuntu;
 #   - the stack's jars, resolved by Maven from infra/native/pom.xml into the build folder (cache: ~/.m2): Kafka,
-#     Debezium, Flink's connectors, and Spark's Kafka source/sink (build/spark/jars, for pyspark's spark.jars);
+#     Debezium, Flink's connectors, Spark's Kafka source/sink (build/spark/jars, for pyspark's spark.jars) and
+#     the Apicurio schema registry's server bundle (unpacked into build/registry; it runs on Java 21+);
 #   - the Go programs pinned in infra/native/go-tools.txt, `go install`ed into the build folder;
 #   - OpenTofu and its providers (Kafka, PostgreSQL) from their wrapper modules under infra/native/go/
-#     (build-go.sh; ~6 min cold on 2 cores, seconds when up to date). The Kubernetes plane is built on first need
+#     (build-go.sh; seconds when up to date). The Kubernetes plane is built on first need
 #     (`delab stack build kubernetes`), not here: it takes 10-25 min.
 # Build folder: $DELAB_STACK_BUILD_DIR, else ${DELAB_STACK_DIR:-<repo>/.delab/stack}/build (as delab.stack.layout).
 # Learners without apt: `conda env create -f environment.yml` (or brew) brings Java, Maven, Go and PostgreSQL.
@@ -33,6 +34,15 @@ missing=()
 have_pg || missing+=(postgresql)
 [ "$(java_major)" -ge 17 ] 2>/dev/null || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+# the browser `make test` drives (tests/test_browser.py): Debian's Chromium and its chromedriver. Installed where
+# apt is ours to use; elsewhere only a note (learners use their own browser; `delab doctor` says how to get it).
+if ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    missing+=(chromium chromium-driver)
+  else
+    say "note: no chromedriver — only make test's browser test needs it (apt install chromium chromium-driver)"
+  fi
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "apt-get install ${missing[*]}"
@@ -54,7 +64,7 @@ poms=("$here/pom.xml" "$here"/*/pom.xml)
 mvn_stamp="$(cat "${poms[@]}" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$build/.jars.stamp" 2>/dev/null)" != "$mvn_stamp" ]; then
   say "resolving jars with Maven (cache: ~/.m2)"
-  rm -rf "$build/kafka" "$build/connect-plugins" "$build/flink" "$build/spark"
+  rm -rf "$build/kafka" "$build/connect-plugins" "$build/flink" "$build/spark" "$build/registry"
   log="$build/.mvn.log"
   if ! mvn -q -B -Dstyle.color=never -f "$here/pom.xml" package -Ddelab.build="$build" >"$log" 2>&1; then
     cat "$log" >&2

@@ -57,6 +57,14 @@ def progress(
     module: Annotated[str | None, typer.Option(help="Only this module, e.g. 00.")] = None,
     html: Annotated[Path | None, typer.Option(help="Also write the scoreboard as an HTML report here.")] = None,
     reset: Annotated[bool, typer.Option("--reset", help="Forget all recorded verdicts.")] = False,
+    export: Annotated[
+        Path | None, typer.Option("--export", help="Write your verdicts to this JSON file, to hand in.")
+    ] = None,
+    learner: Annotated[str | None, typer.Option(help="Your name in an --export (default: your login).")] = None,
+    import_: Annotated[
+        list[Path] | None,
+        typer.Option("--import", help="Merge a scoreboard written by --export into yours (repeatable)."),
+    ] = None,
 ):
     """Show your scoreboard: per module and lab, which exercises you passed."""
     from delab import grading
@@ -66,9 +74,65 @@ def progress(
         grading.forget()
         console.print("progress cleared")
         return
+    if export is not None:
+        count = scoreboard.export(export, learner=learner)
+        console.print(f"{count} verdicts written to {export} — hand this file in")
+        return
+    if import_:
+        try:
+            added = scoreboard.import_(import_)
+        except ValueError as error:
+            fail(str(error))
+        console.print(f"{added} new verdicts merged from {len(import_)} file(s)")
     scoreboard.render(module=module, html=html, console=Console(record=html is not None))
     if html:
         console.print(f"report written to {html}")
+
+
+@app.command()
+def grade(
+    submissions: Annotated[
+        list[Path], typer.Argument(help="Notebooks or exported scoreboards, or folders of one sub-folder per learner.")
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for gradebook.csv, gradebook.html and work files.")] = Path(
+        "gradebook"
+    ),
+    time_limit: Annotated[float, typer.Option(help="Seconds allowed for each whole notebook.")] = 300.0,
+    lab: Annotated[str | None, typer.Option(help="Only this lab counts, e.g. m00.l01 (others: wrong lab).")] = None,
+):
+    """Grade learners' submitted lab notebooks against the stack and write a gradebook (CSV and HTML)."""
+    from delab import gradebook
+
+    try:
+        found = gradebook.collect(submissions)
+    except FileNotFoundError as error:
+        fail(str(error))
+    if not found:
+        fail("no submissions found: give notebook files, or a folder with one sub-folder per learner")
+    out.mkdir(parents=True, exist_ok=True)
+    console.print(f"grading {len(found)} submission(s), one at a time (limit {time_limit:.0f} s each)")
+
+    def say(result: gradebook.Result) -> None:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(gradebook.summary([result])["verdicts"].items()))
+        verdict = result.problem or counts or "no exercises"
+        flags = f" [yellow]flagged: {'; '.join(result.flags)}[/]" if result.flags else ""
+        console.print(
+            f"{result.submission.learner:>16}  {result.submission.path.name}  {result.lab or '-'}  {verdict}{flags}"
+            f"  ({result.seconds:.1f} s)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    try:
+        results = gradebook.grade(found, out.resolve() / "work", time_limit=time_limit, only_lab=lab, progress=say)
+    except Exception as error:  # the stack could not be started: nothing can be graded
+        fail(f"{error}")
+    csv_path = gradebook.write_csv(results, out / "gradebook.csv")
+    html_path = gradebook.write_html(results, out / "gradebook.html")
+    hardest = gradebook.hardest(results)[:3]
+    if hardest:
+        console.print("hardest: " + ", ".join(f"{e} ({p}/{n} passed)" for e, p, n, _ in hardest), highlight=False)
+    console.print(f"gradebook written to {csv_path} and {html_path}")
 
 
 @app.command()
@@ -102,6 +166,7 @@ def info():
     console.print(f"kafka         {kafka.bootstrap_servers}   connect {kafka.connect_url}")
     console.print(f"s3            {s3.endpoint} bucket {s3.bucket}")
     console.print(f"flink         {flink.rest_url}")
+    console.print(f"registry      {config.schema_registry().ccompat_url} (Confluent-compatible API)")
 
 
 def _mount_stack() -> None:

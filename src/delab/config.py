@@ -147,6 +147,18 @@ class Kafka:
 
 
 @dataclass(frozen=True)
+class SchemaRegistry:
+    url: str = f"http://{HOST}:{DEFAULT_PORTS['schema_registry']}"
+    management_url: str = f"http://{HOST}:{DEFAULT_PORTS['schema_registry_management']}"
+    database: str = "schema_registry"
+
+    @property
+    def ccompat_url(self) -> str:
+        """The Confluent-compatible API (what confluent-kafka's SchemaRegistryClient is given)."""
+        return f"{self.url.rstrip('/')}/apis/ccompat/v7"
+
+
+@dataclass(frozen=True)
 class Flink:
     rest_url: str = f"http://{HOST}:{DEFAULT_PORTS['flink']}"
 
@@ -179,6 +191,16 @@ def kafka() -> Kafka:
         bootstrap_servers=_env("kafka_bootstrap", f"{HOST}:{port('kafka')}"),
         connect_url=_env("connect_url", f"http://{HOST}:{port('connect')}"),
         schema_registry_url=_env("schema_registry_url", f"http://{HOST}:{port('schema_registry')}"),
+    )
+
+
+def schema_registry() -> SchemaRegistry:
+    """The schema registry (Apicurio, Confluent-compatible API): DELAB_SCHEMA_REGISTRY_URL,
+    DELAB_SCHEMA_REGISTRY_MANAGEMENT_URL and DELAB_SCHEMA_REGISTRY_DATABASE (its Postgres database) override."""
+    return SchemaRegistry(
+        url=_env("schema_registry_url", f"http://{HOST}:{port('schema_registry')}"),
+        management_url=_env("schema_registry_management_url", f"http://{HOST}:{port('schema_registry_management')}"),
+        database=_env("schema_registry_database", SchemaRegistry.database),
     )
 
 

@@ -107,19 +107,35 @@ class Standing:
     last_message: str
 
 
-def standings() -> dict[str, Standing]:
-    """Per exercise: passed if it ever passed, else the latest verdict; with the number of attempts."""
+def attempts() -> list[tuple[str, str, str, float]]:
+    """Every recorded verdict as (exercise_id, status, message, at), oldest first."""
     if not progress_path().exists():
-        return {}
+        return []
     with _store() as con:
-        rows = con.execute("SELECT exercise_id, status, message FROM attempts ORDER BY at, rowid").fetchall()
+        return con.execute("SELECT exercise_id, status, message, at FROM attempts ORDER BY at, rowid").fetchall()
+
+
+def merge(rows: list[tuple[str, str, str, float]]) -> int:
+    """Add verdicts recorded elsewhere (an exported scoreboard); ones already stored are skipped. Returns how many
+    were new."""
+    with _store() as con:
+        known = set(con.execute("SELECT exercise_id, status, message, at FROM attempts").fetchall())
+        new = [tuple(row) for row in rows if tuple(row) not in known]
+        con.executemany("INSERT INTO attempts VALUES (?, ?, ?, ?)", new)
+    return len(new)
+
+
+def standings(rows: list[tuple[str, str, str, float]] | None = None) -> dict[str, Standing]:
+    """Per exercise: passed if it ever passed, else the latest verdict; with the number of attempts. From the
+    local store, or from ``rows`` (as :func:`attempts` gives them)."""
+    rows = attempts() if rows is None else sorted(rows, key=lambda row: row[3])
     out: dict[str, Standing] = {}
-    for exercise_id, status, message in rows:
+    for exercise_id, status, message, _at in rows:
         before = out.get(exercise_id)
-        attempts = (before.attempts if before else 0) + 1
+        count = (before.attempts if before else 0) + 1
         if before and before.status == PASSED:
             status, message = PASSED, before.last_message
-        out[exercise_id] = Standing(status, attempts, message or "")
+        out[exercise_id] = Standing(status, count, message or "")
     return out
 
 

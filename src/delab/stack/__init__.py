@@ -16,6 +16,7 @@ From a shell: ``delab stack up|down|status|logs|reset`` and ``delab doctor``.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -41,6 +42,7 @@ __all__ = [
     "disrupt",
     "down",
     "kill",
+    "learner",
     "logs",
     "namespace",
     "require",
@@ -82,17 +84,27 @@ def require(*services: str, quiet: bool = False) -> list[ServiceStatus]:
 
 @dataclass(frozen=True)
 class Namespace:
-    """One lab's prefix for everything it creates, so labs never collide and re-runs stay idempotent."""
+    """One lab's prefix for everything it creates, so labs never collide and re-runs stay idempotent.
+
+    ``learner`` is set when ``delab grade`` runs a learner's submission (``DELAB_LEARNER``): Kafka and Connect
+    names, which the whole cluster shares, then carry it too. Tables and objects keep their names — the grader
+    gives each learner a database and a bucket of their own — so SQL a learner wrote against ``m00_l03.orders``
+    still runs."""
 
     prefix: str
+    learner: str = ""
+
+    @property
+    def _cluster_prefix(self) -> str:
+        return f"{self.prefix}_{self.learner}" if self.learner else self.prefix
 
     def topic(self, name: str) -> str:
-        """A Kafka topic name, e.g. ``m03_l02.orders``."""
-        return f"{self.prefix}.{name}"
+        """A Kafka topic name, e.g. ``m03_l02.orders`` (``m03_l02_<learner>.orders`` when grading)."""
+        return f"{self._cluster_prefix}.{name}"
 
     def group(self, name: str) -> str:
         """A Kafka consumer-group id."""
-        return f"{self.prefix}.{name}"
+        return f"{self._cluster_prefix}.{name}"
 
     def table(self, name: str) -> str:
         """A SQL identifier (Postgres table, Iceberg table), e.g. ``m03_l02_orders``."""
@@ -118,7 +130,7 @@ class Namespace:
 
     def connector(self, name: str) -> str:
         """A Kafka Connect connector name (also usable as a Debezium topic.prefix / slot name base)."""
-        return f"{self.prefix}_{_ident(name)}"
+        return f"{self._cluster_prefix}_{_ident(name)}"
 
 
 def _ident(name: str) -> str:
@@ -132,4 +144,9 @@ def namespace(name: str) -> Namespace:
         raise StackError(f"namespace({name!r}): give a label with letters or digits, e.g. 'm03_l02'")
     if prefix[0].isdigit():
         prefix = f"n{prefix}"
-    return Namespace(prefix)
+    return Namespace(prefix, learner=learner())
+
+
+def learner() -> str:
+    """``DELAB_LEARNER`` as an identifier: set by ``delab grade`` for each submission it runs, empty otherwise."""
+    return _ident(os.environ.get("DELAB_LEARNER", ""))

@@ -138,6 +138,17 @@ def _check_java() -> str | None:
     return None
 
 
+def _check_registry_java() -> str | None:
+    """The schema registry (on demand) runs on Java 21+, found apart from the stack's Java 17."""
+    from delab.stack.services.registry import registry_java_home
+
+    try:
+        registry_java_home()
+    except MissingPrerequisite as error:
+        return error.message
+    return None
+
+
 def _check_tool(name: str, hint: str) -> str | None:
     return None if shutil.which(name) else f"{name} not found: {hint}"
 
@@ -171,6 +182,7 @@ def _check_built() -> str | None:
         layout.build_path("connect-plugins", "debezium-connector-postgres", what="the Debezium connector")
         layout.build_path("flink", "classpath", what="the Flink connector jars")
         layout.versitygw_bin()
+        layout.build_path("registry", "quarkus-run.jar", what="the schema registry (Apicurio bundle)")
     except MissingPrerequisite as error:
         return error.message
     return None
@@ -213,6 +225,7 @@ def doctor() -> None:
     if profile == "native":
         checks += [
             ("Java 17+", _check_java()),
+            ("Java 21+ (schema registry)", _check_registry_java()),
             (
                 "Maven",
                 _check_tool("mvn", "apt install maven, brew install maven or conda install -c conda-forge maven"),
@@ -237,5 +250,14 @@ def doctor() -> None:
         for line in lines:
             problems += 1
             console.print(f"[red]fix[/]  {name}: {line}", highlight=False)
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser and shutil.which("chromedriver"):
+        console.print("[green]ok[/]   Chromium and chromedriver (the browser test of `make test`)", highlight=False)
+    else:  # learners use any browser of their own: only `make test` needs these, so it is a note, not a failure
+        console.print(
+            "[yellow]note[/] Chromium and chromedriver not found — only `make test`'s browser test needs them: "
+            "apt install chromium chromium-driver (Debian/Ubuntu; brew install --cask chromium chromedriver on macOS)",
+            highlight=False,
+        )
     if problems:
         raise typer.Exit(1)
