@@ -103,16 +103,16 @@ def destructive_changes_check(destructive_changes) -> None:
     if got == want:
         return
     missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    if "terraform_data.topic_orders" in missing:
+        raise WrongAnswer(
+            f"missed {', '.join(missing)}.",
+            hint="a replacement shows up as two actions, ['delete', 'create']: the old object is destroyed too.",
+        )
     if "terraform_data.topic_refunds" in missing:
         raise WrongAnswer(
             f"missed {', '.join(missing)}.",
             hint="a resource with create_before_destroy is replaced as ['create', 'delete']: the delete comes "
             "second, but it is still a delete.",
-        )
-    if "terraform_data.topic_orders" in missing:
-        raise WrongAnswer(
-            f"missed {', '.join(missing)}.",
-            hint="a replacement shows up as two actions, ['delete', 'create']: the old object is destroyed too.",
         )
     if extra:
         raise WrongAnswer(
