@@ -201,7 +201,7 @@ renamed = topics_tf.replace("payments =", "payment_events =").replace("partition
 (root / "main.tf").write_text(renamed)
 risky = tofu.plan()
 print(risky.summary(), "→ destroyed:", destructive_changes(risky.json))
-(root / "main.tf").write_text(topics_tf)  # not applied: back to the reviewed configuration
+_ = (root / "main.tf").write_text(topics_tf)  # not applied: back to the reviewed configuration
 
 # %% [markdown]
 # ## Adopting what was made by hand: `import`

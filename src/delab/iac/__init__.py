@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from delab.iac.backends import pg_backend, s3_backend
 from delab.iac.roots import module_source, write_root
-from delab.iac.tofu import Plan, Tofu, TofuError, cli_config, modules_dir, tofu_bin
+from delab.iac.tofu import Plan, Tofu, TofuError, cli_config, modules_dir, tofu_bin, tofu_command
 
 __all__ = [
     "Plan",
@@ -23,5 +23,6 @@ __all__ = [
     "pg_backend",
     "s3_backend",
     "tofu_bin",
+    "tofu_command",
     "write_root",
 ]
