@@ -163,6 +163,15 @@ class Flink:
     rest_url: str = f"http://{HOST}:{DEFAULT_PORTS['flink']}"
 
 
+@dataclass(frozen=True)
+class MLflow:
+    tracking_uri: str = f"http://{HOST}:{DEFAULT_PORTS['mlflow']}"
+    #: the server's own database in the stack's Postgres (experiments, runs, the model registry)
+    database: str = "mlflow"
+    #: where the server keeps artifacts (models, plots): a prefix of the stack's bucket
+    artifacts_prefix: str = "mlflow"
+
+
 def postgres() -> Postgres:
     """Postgres connection settings (DELAB_POSTGRES_HOST/_PORT/_USER/_PASSWORD/_DATABASE override)."""
     return Postgres(
@@ -207,6 +216,14 @@ def schema_registry() -> SchemaRegistry:
 def flink() -> Flink:
     """The Flink cluster's REST endpoint (DELAB_FLINK_URL overrides)."""
     return Flink(rest_url=_env("flink_url", f"http://{HOST}:{port('flink')}"))
+
+
+def mlflow() -> MLflow:
+    """The MLflow tracking server and model registry (DELAB_MLFLOW_URL, DELAB_MLFLOW_DATABASE override)."""
+    return MLflow(
+        tracking_uri=_env("mlflow_url", f"http://{HOST}:{port('mlflow')}"),
+        database=_env("mlflow_database", MLflow.database),
+    )
 
 
 def lab_dir(name: str) -> Path:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from delab import config
-from delab.stack import layout, manager
+from delab.stack import docker, layout, manager
 from delab.stack.errors import MissingPrerequisite, StackError
 
 app = typer.Typer(
@@ -196,6 +196,15 @@ def _check_flink() -> str | None:
     return None
 
 
+def _check_mlops() -> str | None:
+    """The MLOps environment runs the on-demand MLflow service."""
+    try:
+        layout.mlops_python()
+    except MissingPrerequisite as error:
+        return error.message
+    return None
+
+
 def _check_ports() -> list[str]:
     """Ports held by processes the stack did not start (its own running services are fine)."""
     if config.profile() != "native":
@@ -233,13 +242,16 @@ def doctor() -> None:
             ("Go 1.25+", _check_go()),
             ("PostgreSQL 15+ binaries", _check_postgres()),
             ("PyFlink environment", _check_flink()),
+            ("MLOps environment (MLflow, on demand)", _check_mlops()),
             ("built jars and binaries", _check_built()),
         ]
     elif profile == "docker":
-        ok = config.docker_daemon_answers()
-        checks.append(
-            ("Docker engine", None if ok else "no Docker engine answers: start Docker Desktop / colima / dockerd")
-        )
+        engine = docker.check_engine()
+        checks += [
+            ("Docker engine", engine),
+            ("compose plugin", docker.check_compose_plugin()),
+            ("free ports (docker)", docker.check_ports(list(manager.NAMES))),
+        ]
     checks += [("free ports", _check_ports()), ("disk", _check_disk())]
     problems = 0
     console.print(f"profile: [bold]{profile}[/] (DELAB_STACK={os.environ.get('DELAB_STACK', '')!s})")

@@ -253,3 +253,25 @@ def flink_home() -> Path:
             raise MissingPrerequisite(f"cannot import pyflink with {flink_python()}: {INSTALL_HINT}")
         home = Path(out.stdout.strip())
     return home
+
+
+# --- the MLOps environment (MLflow) ----------------------------------------------------------------------------
+
+
+def _has_mlflow(python: Path) -> bool:
+    venv = python.parent.parent
+    return bool(glob.glob(str(venv / "lib" / "python3*" / "site-packages" / "mlflow" / "server")))
+
+
+@cache
+def mlops_python() -> Path:
+    """The Python of the MLOps environment (it runs the stack's MLflow server): $DELAB_MLOPS_PYTHON, this
+    interpreter if it has MLflow, or <root>/.venv-mlops/bin/python."""
+    if os.environ.get("DELAB_MLOPS_PYTHON"):
+        return Path(os.environ["DELAB_MLOPS_PYTHON"])
+    for python in (Path(sys.executable), config.project_root() / ".venv-mlops" / "bin" / "python"):
+        if python.exists() and _has_mlflow(python):
+            return python
+    raise MissingPrerequisite(
+        "MLflow not found: run `make setup` (it builds .venv-mlops) or set DELAB_MLOPS_PYTHON to a Python that has it"
+    )
