@@ -5,7 +5,10 @@
 #     Debezium, Flink's connectors, Spark's Kafka source/sink (build/spark/jars, for pyspark's spark.jars),
 #     Hudi's Spark 3.5 bundle with the s3a filesystem (build/hudi/jars, for the Flink environment's pyspark 3.5) and
 #     the Apicurio schema registry's server bundle (unpacked into build/registry; it runs on Java 21+);
-#   - the Go programs pinned in infra/native/go-tools.txt, `go install`ed into the build folder.
+#   - the Go programs pinned in infra/native/go-tools.txt, `go install`ed into the build folder;
+#   - OpenTofu and its providers (Kafka, PostgreSQL) from their wrapper modules under infra/native/go/
+#     (build-go.sh; seconds when up to date). The Kubernetes plane is built on first need
+#     (`delab stack build kubernetes`), not here: it takes 10-25 min.
 # Build folder: $DELAB_STACK_BUILD_DIR, else ${DELAB_STACK_DIR:-<repo>/.delab/stack}/build (as delab.stack.layout).
 # Learners without apt: `conda env create -f environment.yml` (or brew) brings Java, Maven, Go and PostgreSQL.
 set -euo pipefail
@@ -86,5 +89,10 @@ while read -r pkg version; do
   GOBIN="$build/bin" GOFLAGS="${GOFLAGS:-} -trimpath" go install -ldflags "-s -w" "$pkg@$version"
   echo "$version" > "$build/bin/.$name.version"
 done < "$here/go-tools.txt"
+
+# --- OpenTofu and providers (wrapper modules: `go install` refuses their replace directives) -------------------
+for wrapper in tofu kafka-provider postgres-provider; do
+  "$here/build-go.sh" "$wrapper"
+done
 
 say "done: $build"

@@ -60,6 +60,22 @@ def up(services: Services = None) -> None:
 
 
 @app.command()
+def build(
+    service: Annotated[str, typer.Argument(help="What to build: kubernetes (the others are built by make setup).")],
+) -> None:
+    """Build a service that is built on first need (the Kubernetes plane: 10-25 min on 2 cores, once)."""
+    from delab.stack.services import kubernetes
+
+    if service != "kubernetes":
+        _fail(StackError(f"`delab stack build` builds kubernetes only; {service!r} is built by `make setup`"))
+    try:
+        kubernetes.build(progress=lambda message: console.log(message, highlight=False))
+    except StackError as error:
+        _fail(error)
+    console.print(f"kubernetes {kubernetes.VERSION}: built in {layout.build_dir()}")
+
+
+@app.command()
 def down(services: Services = None) -> None:
     """Stop what the stack started (nothing else)."""
     try:
