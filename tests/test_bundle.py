@@ -25,7 +25,7 @@ def _manifest_of_this_checkout() -> dict[str, str]:
         made="2026-12-06T00:00:00Z",
         commit="abc1234",
         platform=f"{platform.system()}-{platform.machine()}",
-        python="%d.%d" % sys.version_info[:2],
+        python=f"{sys.version_info[0]}.{sys.version_info[1]}",
     )
     return manifest
 
