@@ -17,13 +17,13 @@ export UV_PYTHON_DOWNLOADS := never
 BUNDLE ?= $(DELAB_BUNDLE)
 export DELAB_BUNDLE := $(if $(BUNDLE),$(abspath $(BUNDLE)))
 
-.PHONY: help setup bundle bundle-check lab test lint unit notebooks notebook-tests lock up down bench clean
+.PHONY: help setup bundle bundle-check lab test test-loaded lint unit notebooks notebook-tests lock up down bench clean
 
 help:
 	@echo "make lab    set up everything, start the services, open JupyterLab on labs/"
 	@echo "make test   everything CI checks (lint, unit tests, every solution and lab notebook)"
 	@echo "make bundle BUNDLE=DIR   an offline bundle for a workshop; make lab BUNDLE=DIR installs from it"
-	@echo "other: setup notebooks lock up down bench clean"
+	@echo "other: setup notebooks test-loaded lock up down bench clean"
 
 $(UV): requirements/main.lock
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found: install python3.11 (apt, brew or conda)"; exit 1; }
@@ -75,16 +75,23 @@ NBVAL := --nbval-lax --nbval-cell-timeout 300
 test: export DELAB_TEST_STATE_DIR = $(CURDIR)/$(STATE)/test-state
 test: setup lint
 	rm -rf $(STATE)/test-state && mkdir -p $(STATE)/test-state
-	@echo "tests/airflow and tests/flink run alongside, in their own environments (logs: $(STATE)/test-state/*.log)"
+	@echo "tests/airflow, tests/flink and tests/mlops run alongside, in their own environments (logs: $(STATE)/test-state/*.log)"
 	@.venv-airflow/bin/pytest -q tests/airflow $(PYTEST_ARGS) > $(STATE)/test-state/airflow.log 2>&1 & airflow=$$!; \
 	.venv-flink/bin/pytest -q tests/flink $(PYTEST_ARGS) > $(STATE)/test-state/flink.log 2>&1 & flink=$$!; \
+	.venv-mlops/bin/pytest -q tests/mlops $(PYTEST_ARGS) > $(STATE)/test-state/mlops.log 2>&1 & mlops=$$!; \
 	.venv/bin/pytest -n $(JOBS) --dist loadfile tests $(PYTEST_ARGS); main=$$?; \
-	wait $$airflow; a=$$?; wait $$flink; f=$$?; \
-	for env in airflow flink; do rc=$$a; [ $$env = flink ] && rc=$$f; echo "--- tests/$$env (exit $$rc)"; \
+	wait $$airflow; a=$$?; wait $$flink; f=$$?; wait $$mlops; m=$$?; \
+	for env in airflow:$$a flink:$$f mlops:$$m; do rc=$${env#*:}; env=$${env%%:*}; echo "--- tests/$$env (exit $$rc)"; \
 		if [ $$rc -eq 0 ]; then tail -n 1 $(STATE)/test-state/$$env.log; else cat $(STATE)/test-state/$$env.log; fi; done; \
-	[ $$main -eq 0 ] && [ $$a -eq 0 ] && [ $$f -eq 0 ]
+	[ $$main -eq 0 ] && [ $$a -eq 0 ] && [ $$f -eq 0 ] && [ $$m -eq 0 ]
 	.venv/bin/pytest -n $(JOBS) --dist loadfile $(NBVAL) solutions $(PYTEST_ARGS)
 	.venv/bin/pytest -n $(JOBS) --dist loadfile $(NBVAL) labs $(PYTEST_ARGS)
+
+# The same `make test`, with the machine kept busy beside it (BUSY: busy loops and file churners at normal
+# priority, stopped when the run ends): every check must give the same verdict as on an idle machine.
+BUSY ?= --cpu 2 --io 1
+test-loaded: .venv/.synced
+	.venv/bin/python scripts/busy_machine.py $(BUSY) -- $(MAKE) test
 
 lock: | $(UV)
 	for env in main flink airflow mlops checkov; do \

@@ -1,8 +1,8 @@
 """Test-session setup shared by the unit tests and the notebook runs (nbval).
 
 * Progress and lab working folders go to a temporary state folder, never the learner's own ``.delab/``.
-* Tests that need another kernel's environment live in tests/<env>/ (tests/airflow, tests/flink) and are run
-  by that environment's pytest (see the Makefile); elsewhere they are not collected.
+* Tests that need another kernel's environment live in tests/<env>/ (tests/airflow, tests/flink, tests/mlops) and
+  are run by that environment's pytest (see the Makefile); elsewhere they are not collected.
 * Lab notebooks (labs/) are executed too, and must stop exactly at their first check with "Not solved yet":
   every cell before it must run cleanly, that check must raise NotSolvedYet, and the cells after it (which need
   the learner's answers) are deselected.
@@ -32,7 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
 
 
-ENV_TEST_DIRS = {"airflow": "airflow", "flink": "pyflink"}
+ENV_TEST_DIRS = {"airflow": "airflow", "flink": "pyflink", "mlops": "mlflow"}
 collect_ignore = [
     f"tests/{folder}" for folder, module in ENV_TEST_DIRS.items() if importlib.util.find_spec(module) is None
 ]

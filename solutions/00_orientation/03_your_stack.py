@@ -33,6 +33,11 @@ cdc.cleanup(ns.prefix)  # what an earlier run left: its connector, replication s
 # `stack.require` returned a table of the services and where they listen — all on 127.0.0.1. `delab stack
 # status` in a terminal shows the same, with the web UIs (Flink's dashboard, Connect's REST API).
 #
+# Some services start **on demand**, the first time a lab asks for them, so they cost no memory until then: the
+# **schema registry** (Apicurio Registry with the Confluent-compatible API, its schemas kept in Postgres) that
+# module 05 uses, `stack.require("registry")` or `delab stack up registry`. `delab stack status` lists it once it
+# runs; `delab doctor` says what it needs (Java 21+).
+#
 # ## Kafka: events in, events out
 # Kafka stores **events** in **topics**, split into **partitions**. A producer sends each event with a **key**;
 # events with the same key go to the same partition, where their order is kept.

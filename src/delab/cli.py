@@ -166,6 +166,7 @@ def info():
     console.print(f"kafka         {kafka.bootstrap_servers}   connect {kafka.connect_url}")
     console.print(f"s3            {s3.endpoint} bucket {s3.bucket}")
     console.print(f"flink         {flink.rest_url}")
+    console.print(f"registry      {config.schema_registry().ccompat_url} (Confluent-compatible API)")
 
 
 def _mount_stack() -> None:

@@ -147,8 +147,29 @@ class Kafka:
 
 
 @dataclass(frozen=True)
+class SchemaRegistry:
+    url: str = f"http://{HOST}:{DEFAULT_PORTS['schema_registry']}"
+    management_url: str = f"http://{HOST}:{DEFAULT_PORTS['schema_registry_management']}"
+    database: str = "schema_registry"
+
+    @property
+    def ccompat_url(self) -> str:
+        """The Confluent-compatible API (what confluent-kafka's SchemaRegistryClient is given)."""
+        return f"{self.url.rstrip('/')}/apis/ccompat/v7"
+
+
+@dataclass(frozen=True)
 class Flink:
     rest_url: str = f"http://{HOST}:{DEFAULT_PORTS['flink']}"
+
+
+@dataclass(frozen=True)
+class MLflow:
+    tracking_uri: str = f"http://{HOST}:{DEFAULT_PORTS['mlflow']}"
+    #: the server's own database in the stack's Postgres (experiments, runs, the model registry)
+    database: str = "mlflow"
+    #: where the server keeps artifacts (models, plots): a prefix of the stack's bucket
+    artifacts_prefix: str = "mlflow"
 
 
 def postgres() -> Postgres:
@@ -182,9 +203,27 @@ def kafka() -> Kafka:
     )
 
 
+def schema_registry() -> SchemaRegistry:
+    """The schema registry (Apicurio, Confluent-compatible API): DELAB_SCHEMA_REGISTRY_URL,
+    DELAB_SCHEMA_REGISTRY_MANAGEMENT_URL and DELAB_SCHEMA_REGISTRY_DATABASE (its Postgres database) override."""
+    return SchemaRegistry(
+        url=_env("schema_registry_url", f"http://{HOST}:{port('schema_registry')}"),
+        management_url=_env("schema_registry_management_url", f"http://{HOST}:{port('schema_registry_management')}"),
+        database=_env("schema_registry_database", SchemaRegistry.database),
+    )
+
+
 def flink() -> Flink:
     """The Flink cluster's REST endpoint (DELAB_FLINK_URL overrides)."""
     return Flink(rest_url=_env("flink_url", f"http://{HOST}:{port('flink')}"))
+
+
+def mlflow() -> MLflow:
+    """The MLflow tracking server and model registry (DELAB_MLFLOW_URL, DELAB_MLFLOW_DATABASE override)."""
+    return MLflow(
+        tracking_uri=_env("mlflow_url", f"http://{HOST}:{port('mlflow')}"),
+        database=_env("mlflow_database", MLflow.database),
+    )
 
 
 def lab_dir(name: str) -> Path:

@@ -10,7 +10,7 @@ import yaml
 
 from delab import config
 
-KERNELS = ("delab", "delab-flink", "delab-airflow")
+KERNELS = ("delab", "delab-flink", "delab-airflow", "delab-mlops")
 STATUSES = ("available", "planned")
 
 

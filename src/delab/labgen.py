@@ -29,6 +29,7 @@ KERNELS = {
     "delab": "Python 3 (delab)",
     "delab-flink": "Python 3 (delab-flink · PyFlink)",
     "delab-airflow": "Python 3 (delab-airflow · Airflow)",
+    "delab-mlops": "Python 3 (delab-mlops · MLflow, KServe)",
 }
 
 

@@ -12,9 +12,9 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 from delab import clients
 from delab.checks.m01 import l04_pipeline_design as checks
 from delab.grading import NotSolvedYet, WrongAnswer
+from delab.localhttp import Receiver
 from delab.orchestration import airflow as lab_airflow
 from delab.orchestration import shop_pipeline
-from delab.orchestration.webhook import Receiver
 
 pytestmark = pytest.mark.stack
 

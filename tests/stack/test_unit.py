@@ -64,7 +64,8 @@ def test_profile_is_native_without_a_docker_engine(monkeypatch):
 def test_resolve_adds_dependencies_in_start_order():
     assert manager.resolve(["connect"]) == ["kafka", "connect"]
     assert manager.resolve(["flink", "postgres"]) == ["postgres", "flink"]
-    assert manager.resolve(None) == list(manager.NAMES)
+    assert manager.resolve(None) == list(manager.CORE)  # on-demand services (the registry) start on require
+    assert manager.resolve(["registry"]) == ["postgres", "registry"]
 
 
 def test_unknown_service_is_a_one_line_error():

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from delab import config
-from delab.stack import layout, manager
+from delab.stack import docker, layout, manager
 from delab.stack.errors import MissingPrerequisite, StackError
 
 app = typer.Typer(
@@ -122,6 +122,17 @@ def _check_java() -> str | None:
     return None
 
 
+def _check_registry_java() -> str | None:
+    """The schema registry (on demand) runs on Java 21+, found apart from the stack's Java 17."""
+    from delab.stack.services.registry import registry_java_home
+
+    try:
+        registry_java_home()
+    except MissingPrerequisite as error:
+        return error.message
+    return None
+
+
 def _check_tool(name: str, hint: str) -> str | None:
     return None if shutil.which(name) else f"{name} not found: {hint}"
 
@@ -157,6 +168,7 @@ def _check_built() -> str | None:
         layout.build_path("connect-plugins", "debezium-connector-postgres", what="the Debezium connector")
         layout.build_path("flink", "classpath", what="the Flink connector jars")
         layout.versitygw_bin()
+        layout.build_path("registry", "quarkus-run.jar", what="the schema registry (Apicurio bundle)")
     except MissingPrerequisite as error:
         return error.message
     return None
@@ -165,6 +177,15 @@ def _check_built() -> str | None:
 def _check_flink() -> str | None:
     try:
         layout.flink_home()
+    except MissingPrerequisite as error:
+        return error.message
+    return None
+
+
+def _check_mlops() -> str | None:
+    """The MLOps environment runs the on-demand MLflow service."""
+    try:
+        layout.mlops_python()
     except MissingPrerequisite as error:
         return error.message
     return None
@@ -199,6 +220,7 @@ def doctor() -> None:
     if profile == "native":
         checks += [
             ("Java 17+", _check_java()),
+            ("Java 21+ (schema registry)", _check_registry_java()),
             (
                 "Maven",
                 _check_tool("mvn", "apt install maven, brew install maven or conda install -c conda-forge maven"),
@@ -206,13 +228,16 @@ def doctor() -> None:
             ("Go 1.25+", _check_go()),
             ("PostgreSQL 15+ binaries", _check_postgres()),
             ("PyFlink environment", _check_flink()),
+            ("MLOps environment (MLflow, on demand)", _check_mlops()),
             ("built jars and binaries", _check_built()),
         ]
     elif profile == "docker":
-        ok = config.docker_daemon_answers()
-        checks.append(
-            ("Docker engine", None if ok else "no Docker engine answers: start Docker Desktop / colima / dockerd")
-        )
+        engine = docker.check_engine()
+        checks += [
+            ("Docker engine", engine),
+            ("compose plugin", docker.check_compose_plugin()),
+            ("free ports (docker)", docker.check_ports(list(manager.NAMES))),
+        ]
     checks += [("free ports", _check_ports()), ("disk", _check_disk())]
     problems = 0
     console.print(f"profile: [bold]{profile}[/] (DELAB_STACK={os.environ.get('DELAB_STACK', '')!s})")

@@ -112,6 +112,67 @@ def java_major(java: str | None = None) -> int:
     return int(match.group(1)) if match else 0
 
 
+#: folders where JDKs usually live, one JDK per subfolder (Linux packages, macOS, SDKMAN, Homebrew, conda...)
+JVM_FOLDERS = (
+    "/usr/lib/jvm",
+    "/usr/java",
+    "/opt/java",
+    "/opt/jdk",
+    "/Library/Java/JavaVirtualMachines",
+    "~/.sdkman/candidates/java",
+    "~/.jdks",
+    "/opt/homebrew/opt",
+    "/usr/local/opt",
+)
+
+
+def _jdk_homes_under(folder: Path) -> list[Path]:
+    homes = []
+    for child in sorted(folder.glob("*")) if folder.is_dir() else []:
+        for home in (child, child / "Contents" / "Home", child / "libexec" / "openjdk.jdk" / "Contents" / "Home"):
+            if (home / "bin" / "java").exists():
+                homes.append(home)
+                break
+    return homes
+
+
+def java_home_candidates(override_env: str) -> list[Path]:
+    """Every JDK a service could run on, in order of preference: ``$<override_env>``, ``$JAVA_HOME``, the `java`
+    on PATH, ``$CONDA_PREFIX``, then each JDK found under the usual JVM folders (newest-looking first)."""
+    candidates: list[Path] = []
+    for variable in (override_env, "JAVA_HOME"):
+        if os.environ.get(variable):
+            candidates.append(Path(os.environ[variable]).expanduser())
+    java = shutil.which("java")
+    if java:
+        candidates.append(Path(os.path.realpath(java)).parent.parent)
+    if os.environ.get("CONDA_PREFIX"):
+        candidates.append(Path(os.environ["CONDA_PREFIX"]))
+    scanned: list[Path] = []
+    for folder in JVM_FOLDERS:
+        scanned += _jdk_homes_under(Path(folder).expanduser())
+    digits = re.compile(r"(\d+)")
+    scanned.sort(key=lambda home: [int(n) for n in digits.findall(str(home))[:1]] or [0], reverse=True)
+    seen: set[Path] = set()
+    unique = []
+    for home in [*candidates, *scanned]:
+        key = home.resolve() if home.exists() else home
+        if key not in seen:
+            seen.add(key)
+            unique.append(home)
+    return unique
+
+
+@cache
+def find_java_home(minimum: int, override_env: str) -> Path | None:
+    """The first JDK of ``java_home_candidates`` whose major version is at least ``minimum`` (None if none)."""
+    for home in java_home_candidates(override_env):
+        java = home / "bin" / "java"
+        if java.exists() and java_major(str(java)) >= minimum:
+            return home
+    return None
+
+
 # --- PostgreSQL ------------------------------------------------------------------------------------------------
 
 
@@ -192,3 +253,25 @@ def flink_home() -> Path:
             raise MissingPrerequisite(f"cannot import pyflink with {flink_python()}: {INSTALL_HINT}")
         home = Path(out.stdout.strip())
     return home
+
+
+# --- the MLOps environment (MLflow) ----------------------------------------------------------------------------
+
+
+def _has_mlflow(python: Path) -> bool:
+    venv = python.parent.parent
+    return bool(glob.glob(str(venv / "lib" / "python3*" / "site-packages" / "mlflow" / "server")))
+
+
+@cache
+def mlops_python() -> Path:
+    """The Python of the MLOps environment (it runs the stack's MLflow server): $DELAB_MLOPS_PYTHON, this
+    interpreter if it has MLflow, or <root>/.venv-mlops/bin/python."""
+    if os.environ.get("DELAB_MLOPS_PYTHON"):
+        return Path(os.environ["DELAB_MLOPS_PYTHON"])
+    for python in (Path(sys.executable), config.project_root() / ".venv-mlops" / "bin" / "python"):
+        if python.exists() and _has_mlflow(python):
+            return python
+    raise MissingPrerequisite(
+        "MLflow not found: run `make setup` (it builds .venv-mlops) or set DELAB_MLOPS_PYTHON to a Python that has it"
+    )
