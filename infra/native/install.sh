@@ -2,7 +2,8 @@
 # Install what the native stack needs, idempotently (a second run takes seconds):
 #   - PostgreSQL (and Java 17 / Maven where missing) from apt, when running as root on Debian/Ubuntu;
 #   - the stack's jars, resolved by Maven from infra/native/pom.xml into the build folder (cache: ~/.m2): Kafka,
-#     Debezium, Flink's connectors, Spark's Kafka source/sink (build/spark/jars, for pyspark's spark.jars) and
+#     Debezium, Flink's connectors, Spark's Kafka source/sink (build/spark/jars, for pyspark's spark.jars),
+#     Hudi's Spark 3.5 bundle with the s3a filesystem (build/hudi/jars, for the Flink environment's pyspark 3.5) and
 #     the Apicurio schema registry's server bundle (unpacked into build/registry; it runs on Java 21+);
 #   - the Go programs pinned in infra/native/go-tools.txt, `go install`ed into the build folder.
 # Build folder: $DELAB_STACK_BUILD_DIR, else ${DELAB_STACK_DIR:-<repo>/.delab/stack}/build (as delab.stack.layout).
@@ -67,7 +68,7 @@ if [ "$(cat "$build/.jars.stamp" 2>/dev/null)" != "$mvn_stamp" ]; then
   offline=()
   [ -z "${DELAB_BUNDLE:-}" ] || offline=(-o -Dmaven.repo.local="$DELAB_BUNDLE/maven/repository")
   say "resolving jars with Maven (${offline[*]:-cache: ~/.m2})"
-  rm -rf "$build/kafka" "$build/connect-plugins" "$build/flink" "$build/spark" "$build/registry"
+  rm -rf "$build/kafka" "$build/connect-plugins" "$build/flink" "$build/spark" "$build/hudi" "$build/registry"
   log="$build/.mvn.log"
   if ! mvn -q -B -Dstyle.color=never ${offline[@]+"${offline[@]}"} -f "$here/pom.xml" package -Ddelab.build="$build" >"$log" 2>&1; then
     cat "$log" >&2
