@@ -155,6 +155,8 @@ def _check_tool(name: str, hint: str) -> str | None:
 
 def _check_go() -> str | None:
     go = shutil.which("go")
+    if go is None and os.environ.get("DELAB_BUNDLE"):
+        return None  # an offline bundle (scripts/bundle) brings the Go programs prebuilt
     if go is None:
         return (
             "Go not found (needed once, to build the S3 gateway): "
