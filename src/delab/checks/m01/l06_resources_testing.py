@@ -4,6 +4,7 @@ code and fail on each planted bug)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
