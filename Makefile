@@ -12,18 +12,23 @@ ENVS := .venv/.synced .venv-flink/.synced .venv-airflow/.synced .venv-mlops/.syn
 JOBS ?= 2
 PYTEST_ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
+# An offline workshop bundle (scripts/bundle): `make bundle BUNDLE=DIR` writes one, `make setup|lab BUNDLE=DIR` (or
+# DELAB_BUNDLE=DIR in the environment) installs from one with no network.
+BUNDLE ?= $(DELAB_BUNDLE)
+export DELAB_BUNDLE := $(if $(BUNDLE),$(abspath $(BUNDLE)))
 
-.PHONY: help setup lab test lint unit notebooks notebook-tests lock up down bench clean
+.PHONY: help setup bundle bundle-check lab test test-loaded lint unit notebooks notebook-tests lock up down bench clean
 
 help:
 	@echo "make lab    set up everything, start the services, open JupyterLab on labs/"
 	@echo "make test   everything CI checks (lint, unit tests, every solution and lab notebook)"
-	@echo "other: setup notebooks lock up down bench clean"
+	@echo "make bundle BUNDLE=DIR   an offline bundle for a workshop; make lab BUNDLE=DIR installs from it"
+	@echo "other: setup notebooks test-loaded lock up down bench clean"
 
 $(UV): requirements/main.lock
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found: install python3.11 (apt, brew or conda)"; exit 1; }
 	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/python -m pip install -q "uv==$(UV_VERSION)"
+	$(TOOLS)/bin/python -m pip install -q $(if $(DELAB_BUNDLE),--no-index --find-links $(DELAB_BUNDLE)/python/wheels) "uv==$(UV_VERSION)"
 	@touch $@
 
 # One environment per kernel, installed from its lock (never re-resolved), with the project's package.
@@ -39,8 +44,16 @@ $(UV): requirements/main.lock
 .venv-checkov/.synced: requirements/checkov.lock | $(UV)
 	scripts/make-env .venv-checkov requirements/checkov.lock - -
 
-setup: $(ENVS)
+setup: bundle-check $(ENVS)
 	@if [ -x infra/native/install.sh ] && [ "$${DELAB_STACK:-native}" = native ]; then infra/native/install.sh; fi
+
+bundle-check:
+	@if [ -n "$(DELAB_BUNDLE)" ]; then scripts/bundle check "$(DELAB_BUNDLE)"; fi
+
+# everything setup downloads, into one folder (default .delab/bundle); scripts/prove-offline-bundle proves it
+bundle:
+	$(MAKE) setup BUNDLE= DELAB_BUNDLE=
+	scripts/bundle make "$(or $(BUNDLE),$(STATE)/bundle)"
 
 notebooks: .venv/.synced
 	.venv/bin/delab notebooks
@@ -73,6 +86,12 @@ test: setup lint
 	[ $$main -eq 0 ] && [ $$a -eq 0 ] && [ $$f -eq 0 ] && [ $$m -eq 0 ]
 	.venv/bin/pytest -n $(JOBS) --dist loadfile $(NBVAL) solutions $(PYTEST_ARGS)
 	.venv/bin/pytest -n $(JOBS) --dist loadfile $(NBVAL) labs $(PYTEST_ARGS)
+
+# The same `make test`, with the machine kept busy beside it (BUSY: busy loops and file churners at normal
+# priority, stopped when the run ends): every check must give the same verdict as on an idle machine.
+BUSY ?= --cpu 2 --io 1
+test-loaded: .venv/.synced
+	.venv/bin/python scripts/busy_machine.py $(BUSY) -- $(MAKE) test
 
 lock: | $(UV)
 	for env in main flink airflow mlops checkov; do \

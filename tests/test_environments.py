@@ -48,6 +48,14 @@ def test_pyspark_matches_its_kafka_connector_jars():
     assert connector and connector.group(1) == pins["pyspark"], "pyspark and spark.kafka.version must move together"
 
 
+def test_hudi_bundle_matches_the_flink_environments_pyspark():
+    """Hudi's Spark writer runs with the Flink environment's pyspark (docs/environments.md): same Spark minor."""
+    pins = envfiles.lock_pins(ROOT / "requirements" / "flink.lock")
+    pom = (ROOT / "infra" / "native" / "pom.xml").read_text()
+    minor = re.search(r"<hudi.spark.minor>([^<]+)</hudi.spark.minor>", pom)
+    assert minor and pins["pyspark"].startswith(minor.group(1) + "."), "pyspark and hudi.spark.minor move together"
+
+
 def test_environment_yml_mirrors_the_main_lock():
     expected = envfiles.render(ROOT / "requirements" / "main.lock")
     assert (ROOT / "environment.yml").read_text() == expected, "run `make lock` (or python -m delab.envfiles)"

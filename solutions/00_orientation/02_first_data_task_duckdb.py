@@ -49,7 +49,8 @@ con.sql("SUMMARIZE order_items")
 #
 # ### Exercise 1 — orphan orders
 # Write `orphan_orders_sql`: a query returning **one number**, the count of rows of `orders` whose `customer_id`
-# matches no row of `customers`.
+# matches no row of `customers`. The check also runs your query on a copy of the shop with other data, so it
+# must compute the count from the tables.
 
 # %%
 ### BEGIN SOLUTION

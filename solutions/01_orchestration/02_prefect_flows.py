@@ -19,6 +19,7 @@
 from datetime import date, timedelta
 
 from delab import check, clients, config, datasets, stack
+from delab.localhttp import Receiver
 from delab.orchestration import prefect as lab_prefect
 
 stack.require("postgres", "s3")
@@ -34,7 +35,7 @@ clients.s3_delete_prefix("m01_l02/")  # a re-run starts from an empty prefix
 BUCKET = config.s3().bucket
 
 rates_service = lab_prefect.RatesService()  # a small exchange-rate API on 127.0.0.1 that fails when told to
-on_call = lab_prefect.WebhookReceiver()  # stands in for the on-call team's Slack/Teams/PagerDuty webhook
+on_call = Receiver()  # stands in for the on-call team's Slack/Teams/PagerDuty webhook
 server, rates_service, on_call
 
 # %% [markdown]

@@ -18,9 +18,9 @@
 from datetime import datetime, timedelta
 
 from delab import check, clients, stack
+from delab.localhttp import Receiver
 from delab.orchestration import airflow as lab_airflow
 from delab.orchestration import shop_pipeline
-from delab.orchestration.webhook import Receiver
 
 stack.require("postgres")
 lab_airflow.setup("m01_l04")

@@ -181,7 +181,8 @@ incremental.compare(pg, schema)
 # Write `upsert_sql`: one statement (a string with the placeholders `{target}` and `{staging}`, filled with
 # `str.format`) that merges every row of the staging table into the target (both with the columns of
 # `src_orders`; the target has a primary key on `order_id`): new orders are inserted, and an existing order is
-# updated **only if the staged version is newer** (`updated_at` greater).
+# updated — every column, since a newer version replaces the whole row — **only if the staged version is newer**
+# (`updated_at` greater).
 
 # %%
 ### BEGIN SOLUTION
@@ -208,7 +209,7 @@ merge_sql = f"""
 MERGE INTO {schema}.dw_orders_merge t
 USING {schema}.src_orders s ON t.order_id = s.order_id
 WHEN MATCHED AND s.updated_at > t.updated_at THEN
-    UPDATE SET status = s.status, updated_at = s.updated_at
+    UPDATE SET customer_id = s.customer_id, channel = s.channel, status = s.status, updated_at = s.updated_at
 WHEN NOT MATCHED THEN
     INSERT (order_id, customer_id, channel, status, updated_at)
     VALUES (s.order_id, s.customer_id, s.channel, s.status, s.updated_at)

@@ -26,7 +26,7 @@ import tenacity
 
 from delab import check, clients, datasets, stack
 from delab.loading import cdc, errors, sync
-from delab.orchestration.webhook import Receiver
+from delab.localhttp import Receiver
 
 stack.require("kafka", "connect", "postgres")
 ns = stack.namespace("m02_l05")

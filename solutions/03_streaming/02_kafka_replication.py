@@ -85,9 +85,12 @@ cluster.describe(orders_topic)
 # Leadership is spread: each broker leads one partition and follows the other two, so the load is shared.
 #
 # ### Exercise 2 — a producer whose acknowledgements mean something
-# Write `durable_producer_settings`, the keyword arguments for `kafka.KafkaProducer` (bootstrap servers are
-# added for you), so that **no write the producer was told succeeded can be lost** when a leader crashes, the
-# producer keeps retrying through a leader election, and a retried batch is never stored twice.
+# Your team's producers share settings tuned for throughput, `cluster.TEAM_PRODUCER_SETTINGS` (shown below):
+# one copy acknowledged, no retries, no idempotence. Write `durable_producer_settings`, the `kafka.KafkaProducer`
+# keyword arguments that **override** them (bootstrap servers are added for you; the producer is built from
+# `{**cluster.TEAM_PRODUCER_SETTINGS, **durable_producer_settings}`), so that **no write the producer was told
+# succeeded can be lost** when a leader crashes, the producer keeps retrying through a leader election, and a
+# retried batch is never stored twice.
 #
 # The check creates a 1-partition topic (RF 3, min.insync 2), **freezes both followers** (SIGSTOP: they stay in
 # the ISR but copy nothing, like a long GC pause), sends 200 writes with your settings, then **SIGKILLs the
@@ -95,8 +98,11 @@ cluster.describe(orders_topic)
 # acknowledged writes that are not in the topic.
 
 # %%
+cluster.TEAM_PRODUCER_SETTINGS
+
+# %%
 ### BEGIN SOLUTION
-durable_producer_settings = {"acks": "all", "enable_idempotence": True, "linger_ms": 5}
+durable_producer_settings = {"acks": "all", "retries": 2_147_483_647, "enable_idempotence": True}
 ### END SOLUTION
 
 # %%
@@ -121,7 +127,9 @@ def probe_strict_topic() -> dict:
     }
 
 
-crash = cluster.kill_leader_while_producing(orders_topic, durable_producer_settings, while_down=probe_strict_topic)
+crash = cluster.kill_leader_while_producing(
+    orders_topic, {**cluster.TEAM_PRODUCER_SETTINGS, **durable_producer_settings}, while_down=probe_strict_topic
+)
 pd.DataFrame(crash.timeline, columns=["seconds", "event"])
 
 # %%

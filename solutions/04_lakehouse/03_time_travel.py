@@ -114,8 +114,9 @@ latest.assign(job=latest.summary.map(lambda p: dict(p).get("job")))[["snapshot_i
 #
 # ### Exercise 2 — undo a job
 # Write `undo_job(table, job)`: the latest snapshots of `table` were written by `job` (their summary has
-# `summary["job"] == job`). Make the snapshot just before them current again. `table.current_snapshot()`,
-# `table.snapshot_by_id(id)`, a snapshot's `parent_snapshot_id` and `summary` are what you need.
+# `summary["job"] == job`) — how many varies from one run of a job to the next. Make the snapshot just before
+# them current again. `table.current_snapshot()`, `table.snapshot_by_id(id)`, a snapshot's `parent_snapshot_id`
+# and `summary` are what you need.
 
 
 # %%

@@ -158,22 +158,20 @@ plt.show()
 # as `by_day`, but it reads more bytes for the same rows (small files compress worse).
 #
 # The plan is what pyiceberg *would* read. An engine that really reads tells the same story: DuckDB's Iceberg
-# extension (loaded offline from its PyPI wheel) reports the files it read, and `engines.ObjectStoreReads` counts
-# the bytes it fetched from the object store.
+# extension (loaded offline from its PyPI wheel) reports the files it read, and its S3 reader (the httpfs
+# extension) the bytes it fetched from the object store — `engines.measure` reads both from `EXPLAIN ANALYZE`.
 
 # %%
-reads = engines.ObjectStoreReads()
-duck = engines.duckdb_iceberg(reads)
+duck = engines.duckdb_iceberg()
 duck.execute("SET enable_external_file_cache = false")  # measure reads, not DuckDB's cache (lab 06)
 day_sql = "SELECT count(*) FROM iceberg_scan('{}') WHERE event_time >= '2026-03-03' AND event_time < '2026-03-04'"
 measured = {}
 for name in ("flat", "by_day", "by_hour", "by_customer_bucket"):
-    reads.reset()
-    profile = duck.sql("EXPLAIN ANALYZE " + day_sql.format(tables[name].metadata_location)).fetchall()[0][1]
+    reads = engines.measure(duck, day_sql.format(tables[name].metadata_location))
     measured[name] = {
-        "files read (EXPLAIN ANALYZE)": ops.files_read(profile),
-        "Parquet files opened": len(reads.data_files()),
-        "KiB fetched": round(reads.bytes / 1024, 1),
+        "files read (EXPLAIN ANALYZE)": reads.data_files,
+        "HTTP GET requests": reads.gets,
+        "KiB fetched": reads.kib_fetched,
     }
 measured
 

@@ -16,7 +16,6 @@
 # *Needs:* Postgres (the catalog) and the object store. Kernel: `delab`. About 30 minutes.
 
 # %%
-import time
 
 import pandas as pd
 import pyarrow as pa
@@ -211,25 +210,24 @@ audit[["committed_at", "snapshot_id", "operation", "written-by"]]
 # %% [markdown]
 # ## Query optimization, measured with DuckDB
 # DuckDB's Iceberg extension (loaded offline from its PyPI wheel) reads the tables straight from the object
-# store. We read through `engines.ObjectStoreReads`, a filesystem that counts files opened and bytes fetched, and
-# turn DuckDB's file cache off until the caching section, so every number below is a real read.
+# store with DuckDB's own S3 reader (the httpfs extension, with all of DuckDB's threads). `engines.measure` runs a
+# query under `EXPLAIN ANALYZE` and reads two things off the profile: the data files the Iceberg scan read, and
+# httpfs's HTTP statistics (bytes received, GET requests). DuckDB's file cache stays off until the caching
+# section, so every number below is a real read.
 
 # %%
-reads = engines.ObjectStoreReads()
-duck = engines.duckdb_iceberg(reads)
+duck = engines.duckdb_iceberg()
 duck.execute("SET enable_external_file_cache = false")
 table_ref = f"iceberg_scan('{clicks_table.metadata_location}')"
 
 
 def measured(sql: str, label: str) -> dict:
-    reads.reset()
-    profile = duck.sql("EXPLAIN ANALYZE " + sql).fetchall()[0][1]
-    fetched = reads.stats()
+    reads = engines.measure(duck, sql)
     return {
         "query": label,
-        "data files read": ops.files_read(profile),
-        "objects opened": fetched.files,
-        "KiB fetched": round(fetched.bytes / 1024, 1),
+        "data files read": reads.data_files,
+        "GET requests": reads.gets,
+        "KiB fetched": reads.kib_fetched,
         "ms": ops.timed(lambda: duck.sql(sql).fetchall()),
     }
 
@@ -279,7 +277,7 @@ columns
 # ### Vectorized execution
 # DuckDB runs each operator over vectors of ~2 048 values of one column at a time, in tight compiled loops. The
 # same aggregation in a Python loop, one row at a time, over the **same** in-memory data — both on one thread
-# (our DuckDB connection runs single-threaded, see `docs/lakehouse.md`), so the gap is vectorization alone:
+# (we set DuckDB's `threads` to 1 for this comparison), so the gap is vectorization alone:
 
 # %%
 in_memory = pa.concat_tables([clicks_table.scan().to_arrow()] * 8)  # ~370 000 rows, in memory for both
@@ -296,6 +294,7 @@ def row_at_a_time() -> dict:
 
 
 vector_sql = "SELECT event_type, count(customer_id) FROM clicks_in_memory GROUP BY 1"
+duck.execute("SET threads = 1")
 assert dict(duck.sql(vector_sql).fetchall()) == row_at_a_time()
 vectorized = pd.DataFrame(
     [
@@ -312,19 +311,12 @@ vectorized
 # dashboard refreshing — fetches almost nothing.
 
 # %%
+duck.execute("RESET threads")  # back to one thread per core
 duck.execute("SET enable_external_file_cache = true")
 caching = []
 for run in ("first run", "second run", "third run"):
-    reads.reset()
-    started = time.perf_counter()
-    duck.sql(f"SELECT event_type, count(*) FROM {table_ref} GROUP BY 1").fetchall()
-    caching.append(
-        {
-            "run": run,
-            "KiB fetched": round(reads.bytes / 1024, 1),
-            "ms": round(1000 * (time.perf_counter() - started), 1),
-        }
-    )
+    reads = engines.measure(duck, f"SELECT event_type, count(*) FROM {table_ref} GROUP BY 1")
+    caching.append({"run": run, "GET requests": reads.gets, "KiB fetched": reads.kib_fetched, "ms": reads.ms})
 duck.execute("SET enable_external_file_cache = false")
 pd.DataFrame(caching).set_index("run")
 

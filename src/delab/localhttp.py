@@ -4,8 +4,9 @@
   ``stop()``, at the end of a ``with`` block, or at interpreter exit — never left running. Pickled (e.g. into a
   Prefect runner process) it becomes a ``ServiceAddress`` that only knows its URL.
 * ``Receiver`` — a webhook receiver: the stand-in for Slack, PagerDuty or an e-mail gateway when a pipeline sends
-  alerts. Anything POSTed to ``url`` is kept; ``messages`` are the bodies (JSON decoded), ``received`` the
-  requests themselves (with headers), ``wait_for(n)`` waits for them.
+  alerts (the one every lab uses: Airflow callbacks, Prefect hooks, the error-handling lab). Anything POSTed to
+  ``url`` is kept; ``messages`` are the bodies (JSON decoded), ``received`` the requests themselves (with
+  headers), ``wait_for(n)`` waits for them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ _RUNNING: list[LocalHTTPService] = []
 
 
 @atexit.register
-def _stop_all() -> None:
+def stop_all() -> None:
+    """Stop every service this process started (also done at interpreter exit)."""
     while _RUNNING:
         with contextlib.suppress(Exception):
             _RUNNING.pop().stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 
 import pytest
@@ -12,9 +13,9 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 from delab import clients
 from delab.checks.m01 import l04_pipeline_design as checks
 from delab.grading import NotSolvedYet, WrongAnswer
+from delab.localhttp import Receiver
 from delab.orchestration import airflow as lab_airflow
 from delab.orchestration import shop_pipeline
-from delab.orchestration.webhook import Receiver
 
 pytestmark = pytest.mark.stack
 
@@ -30,12 +31,20 @@ def schema():
     shop_pipeline.prepare("m01_l04")
 
 
-def make_load(delete="WHERE day = %(day)s", conflict=""):
+QUARANTINE_FILTER = """AND NOT EXISTS (SELECT 1 FROM m01_l04.quarantine q WHERE q.day = s.day
+                                        AND q.order_id = s.order_id)"""
+
+
+def make_load(delete="WHERE day = %(day)s", conflict="", quarantine=True, transaction=True):
     def load_day(conn, day):
-        with conn.transaction():
+        sql = LOAD_SQL.format(conflict=conflict)
+        if not quarantine:
+            sql = sql.replace(QUARANTINE_FILTER, "")
+            assert "quarantine" not in sql
+        with conn.transaction() if transaction else contextlib.nullcontext():
             if delete is not None:
                 conn.execute(f"DELETE FROM m01_l04.fact_order_revenue {delete}", {"day": day})
-            conn.execute(LOAD_SQL.format(conflict=conflict), {"day": day})
+            conn.execute(sql, {"day": day})
 
     return load_day
 
@@ -57,6 +66,22 @@ def test_load_rejects_insert_that_skips_existing_rows():
 def test_load_rejects_deleting_every_day():
     with pytest.raises(WrongAnswer, match="damaged"):
         checks.idempotent_load(make_load(delete=""))
+
+
+def test_load_rejects_ignoring_the_quarantine():
+    with pytest.raises(WrongAnswer, match="that have a line in quarantine"):
+        checks.idempotent_load(make_load(quarantine=False))
+
+
+def test_load_rejects_an_upsert_of_the_day():
+    upsert = "ON CONFLICT (order_id) DO UPDATE SET day = EXCLUDED.day, revenue = EXCLUDED.revenue"
+    with pytest.raises(WrongAnswer, match="still in the facts after a re-run"):
+        checks.idempotent_load(make_load(delete=None, conflict=upsert))
+
+
+def test_load_rejects_delete_and_insert_outside_a_transaction():
+    with pytest.raises(WrongAnswer, match="failed midway"):
+        checks.idempotent_load(make_load(transaction=False))
 
 
 def test_load_placeholder_is_not_solved():
@@ -103,7 +128,9 @@ def test_alert_rejects_a_callback_that_crashes(receiver):
         checks.failure_alert(make_alert(receiver, key="taskinstance"), receiver)
 
 
-def pipeline_factory():
+def pipeline_factory(load=None):
+    load_day = load or make_load()
+
     def build():
         @dag(
             dag_id="m01_l04_pipeline",
@@ -127,7 +154,7 @@ def pipeline_factory():
             @task
             def load(ds=None):
                 with clients.postgres() as conn:
-                    make_load()(conn, ds)
+                    load_day(conn, ds)
 
             extract() >> validate() >> load()
 
@@ -171,6 +198,12 @@ def test_recovery_rejects_deleting_the_evidence():
         checks.recovery(make_recover(quarantine=False, delete=True), pipeline_factory())
 
 
+def test_recovery_blames_a_load_that_ignores_the_quarantine():
+    build = pipeline_factory(load=make_load(quarantine=False))
+    with pytest.raises(WrongAnswer, match=r"your load_day \(exercise 1\) ignores the quarantine"):
+        checks.recovery(make_recover(), build)
+
+
 def test_recovery_rejects_resuming_without_a_fix():
     with pytest.raises(WrongAnswer, match="ended 'failed'"):
         checks.recovery(make_recover(quarantine=False), pipeline_factory())
@@ -199,8 +232,31 @@ def test_reconciliation_rejects_counting_cancelled_orders():
 
 def test_reconciliation_rejects_counting_lines():
     lines = "o JOIN m01_l04.order_items USING (order_id) WHERE status <> 'cancelled'"
-    with pytest.raises(WrongAnswer, match="source_orders is off"):
+    with pytest.raises(WrongAnswer, match="source_orders counts order lines"):
         checks.reconciliation(RECONCILE.format(count="*", source_from=lines))
+
+
+def test_reconciliation_rejects_counting_quarantined_lines():
+    sql = RECONCILE.format(count="*", source_from=GOOD_SOURCE).replace("count(DISTINCT order_id)", "count(*)")
+    with pytest.raises(WrongAnswer, match="quarantined_orders counts order lines"):
+        checks.reconciliation(sql)
+
+
+def test_reconciliation_rejects_at_least_instead_of_equal():
+    sql = RECONCILE.format(count="*", source_from=GOOD_SOURCE).replace(
+        "coalesce(s.n, 0) = coalesce(l.n, 0)", "coalesce(s.n, 0) >= coalesce(l.n, 0)"
+    )
+    with pytest.raises(WrongAnswer, match="reported complete"):
+        checks.reconciliation(sql)
+
+
+def test_reconciliation_leaves_no_trace_of_its_fixture():
+    checks.reconciliation(RECONCILE.format(count="*", source_from=GOOD_SOURCE))
+    with clients.postgres() as conn:
+        kept = conn.execute(
+            "SELECT count(*) FROM m01_l04.staging_lines WHERE day = %s", (checks.RECONCILE_DAY,)
+        ).fetchone()[0]
+    assert kept == 0
 
 
 def test_reconciliation_rejects_missing_columns():

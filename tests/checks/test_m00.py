@@ -106,6 +106,32 @@ def test_orphan_orders_rejects_many_rows_and_broken_sql(con):
     rejects(m00.orphan_orders, con, "SELEC count(*) FROM orders", match="failed with")
 
 
+def test_orphan_orders_rejects_a_hard_coded_number(con, shop):
+    want = int((~shop.orders.customer_id.isin(shop.customers.customer_id)).sum())
+    rejects(m00.orphan_orders, con, f"SELECT {want}", match="still returns")
+
+
+def test_orphan_orders_rejects_counting_distinct_customers(con):
+    sql = ORPHANS.replace("count(*)", "count(DISTINCT o.customer_id)")
+    rejects(m00.orphan_orders, con, sql, match="counted the customers")
+
+
+def test_orphan_orders_rejects_counting_distinct_order_ids(con):
+    sql = ORPHANS.replace("count(*)", "count(DISTINCT o.order_id)")
+    rejects(m00.orphan_orders, con, sql, match="distinct order ids")
+
+
+def test_orphan_orders_rejects_total_minus_joined(con):
+    sql = "SELECT (SELECT count(*) FROM orders) - (SELECT count(*) FROM orders JOIN customers USING (customer_id))"
+    rejects(m00.orphan_orders, con, sql, match="listed twice")
+
+
+def test_orphan_orders_accepts_a_left_anti_join(con):
+    m00.orphan_orders(
+        con, "SELECT count(*) FROM orders o LEFT JOIN customers c USING (customer_id) WHERE c.customer_id IS NULL"
+    )
+
+
 def test_orphan_orders_placeholder_is_not_solved(con):
     with pytest.raises(NotSolvedYet):
         m00.orphan_orders(con, ...)
@@ -219,3 +245,24 @@ def test_partitioned_orders_rejects_other_partition_key(con, tmp_path):
     target = tmp_path / "by_channel"
     sql = copy_sql(target, options="FORMAT parquet, PARTITION_BY (channel)")
     rejects(m00.partitioned_orders, con, sql, target, match="order_date=")
+
+
+def test_partitioned_orders_rejects_csv_partitions(con, tmp_path):
+    target = tmp_path / "csv"
+    sql = copy_sql(target, options="PARTITION_BY (order_date), OVERWRITE_OR_IGNORE")
+    rejects(m00.partitioned_orders, con, sql, target, match="not Parquet")
+
+
+def test_partitioned_orders_rejects_missing_columns(con, tmp_path):
+    target = tmp_path / "few"
+    sql = copy_sql(target, select="SELECT order_id, CAST(order_ts AS DATE) AS order_date FROM orders_clean")
+    rejects(m00.partitioned_orders, con, sql, target, match="columns missing")
+
+
+def test_partitioned_orders_rejects_other_rows_of_the_same_count(con, tmp_path):
+    target = tmp_path / "shifted"
+    sql = copy_sql(
+        target,
+        select="SELECT * REPLACE (order_id + 1 AS order_id), CAST(order_ts AS DATE) AS order_date FROM orders_clean",
+    )
+    rejects(m00.partitioned_orders, con, sql, target, match="other orders")

@@ -253,8 +253,33 @@ def test_retries_reject_a_retry_loop_inside_the_task(rates_service):
         response.raise_for_status()
 
     looping = task(get_rates, retries=4, retry_delay_seconds=exponential_backoff(0.1), retry_jitter_factor=0.2)
-    with pytest.raises(WrongAnswer, match="shorter than the configured"):
+    with pytest.raises(WrongAnswer, match="shorter than the configured") as verdict:
         checks.fetch_rates_with_backoff(looping, rates_service)
+    assert "do not retry inside the task" in verdict.value.hint
+
+
+def test_retries_reject_a_retry_loop_that_waits_inside_the_task(rates_service):
+    """A hand-written backoff inside the task waits long enough between requests on any machine: the check counts
+    the requests of each attempt instead of timing them (it used to accept this, and to give the loop above
+    another hint when a busy machine made each request slow)."""
+    import time
+
+    import httpx
+    from prefect import task
+    from prefect.tasks import exponential_backoff
+
+    def get_rates(day: str) -> dict:
+        for wait in (0.1, 0.2, 0.4, 0.8, 0):
+            response = httpx.get(f"{rates_service.url}/rates", params={"day": day}, timeout=5)
+            if not response.is_error:
+                return response.json()["rates"]
+            time.sleep(wait)
+        response.raise_for_status()
+
+    looping = task(get_rates, retries=4, retry_delay_seconds=exponential_backoff(0.1), retry_jitter_factor=0.2)
+    with pytest.raises(WrongAnswer, match="retries inside the task") as verdict:
+        checks.fetch_rates_with_backoff(looping, rates_service)
+    assert "do not retry inside the task" in verdict.value.hint
 
 
 def test_retries_placeholder_is_not_solved(rates_service):
@@ -276,9 +301,9 @@ def test_retries_placeholder_is_not_solved(rates_service):
 
 @pytest.fixture(scope="module")
 def webhook(lab):
-    from delab.orchestration.prefect import WebhookReceiver
+    from delab.localhttp import Receiver
 
-    return WebhookReceiver()
+    return Receiver()
 
 
 def make_hook(webhook, how="json", state_value=lambda state: state.name, keys=None):
@@ -352,12 +377,12 @@ def deployment(lab):
     served.stop()
 
 
-def make_trigger(lab, wait=True, send_day=True):
+def make_trigger(lab, wait=True, send_day=True, default_timeout=60):
     import time
 
     import httpx
 
-    def trigger_and_wait(deployment_id: str, day: str, timeout: float = 60) -> dict:
+    def trigger_and_wait(deployment_id: str, day: str, timeout: float = default_timeout) -> dict:
         body = {"parameters": {"day": day}} if send_day else {}
         created = httpx.post(f"{lab.api_url}/deployments/{deployment_id}/create_flow_run", json=body)
         run = created.raise_for_status().json()
@@ -372,6 +397,11 @@ def make_trigger(lab, wait=True, send_day=True):
 
 def test_deployment_accepts_solution(lab, deployment):
     checks.deployment_run_via_api(make_trigger(lab), deployment)
+
+
+def test_deployment_gives_a_busy_machine_time(lab, deployment):
+    # used to fail on a loaded machine: the run outlasted the answer's own 60 s and the check said "RUNNING"
+    checks.deployment_run_via_api(make_trigger(lab, default_timeout=0), deployment)
 
 
 def test_deployment_rejects_not_waiting(lab, deployment):

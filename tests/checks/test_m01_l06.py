@@ -37,6 +37,43 @@ def test_concurrency_rejects_missing_tag_limit(orders_in_postgres):
         checks.concurrency_config(multiprocess(max_concurrent=4))
 
 
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"max_concurrent": 4}, "4 exports could hit the warehouse"),  # no tag limit at all
+        (
+            {"max_concurrent": 4, "tag_concurrency_limits": [{"key": "resource", "value": "Warehouse", "limit": 2}]},
+            "4 exports",
+        ),
+        (
+            {"max_concurrent": 4, "tag_concurrency_limits": [{"key": "resource", "value": "warehouse", "limit": 1}]},
+            "one at a time",
+        ),
+        (
+            {"max_concurrent": 2},
+            "only 2 steps may run at once",
+        ),  # 2 overall meets the warehouse limit by starving the rest
+        ({"max_concurrent": 1, "tag_concurrency_limits": WAREHOUSE}, "one at a time"),
+    ],
+)
+def test_concurrency_judges_the_settings_in_effect_before_any_run(config, message):
+    # decided from the config as Dagster reads it, so a busy machine (slow step processes, less overlap) cannot
+    # turn a missing limit into a pass or a right one into "one at a time"
+    with pytest.raises(WrongAnswer, match=message):
+        checks.concurrency_config(multiprocess(**config))
+
+
+def test_warehouse_slots_read_like_dagster():
+    assert checks.warehouse_slots({"max_concurrent": 4, "tag_concurrency_limits": WAREHOUSE}) == (4, 2)
+    assert checks.warehouse_slots(
+        {"max_concurrent": 4, "tag_concurrency_limits": [{"key": "resource", "limit": 2}]}
+    ) == (4, 2)
+    per_value = [{"key": "resource", "value": {"applyLimitPerUniqueValue": True}, "limit": 3}]
+    assert checks.warehouse_slots({"max_concurrent": 6, "tag_concurrency_limits": per_value}) == (6, 3)
+    steps, slots = checks.warehouse_slots({})
+    assert steps == slots >= 1  # one per CPU
+
+
 def test_concurrency_rejects_in_process_executor_and_bad_shapes():
     with pytest.raises(WrongAnswer, match="side by side"):
         checks.concurrency_config({"execution": {"config": {"in_process": {}}}})

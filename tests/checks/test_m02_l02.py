@@ -59,7 +59,8 @@ WHERE t.updated_at < EXCLUDED.updated_at
 """
 MERGE_GOOD = """
 MERGE INTO {target} t USING {staging} s ON t.order_id = s.order_id
-WHEN MATCHED AND s.updated_at > t.updated_at THEN UPDATE SET status = s.status, updated_at = s.updated_at
+WHEN MATCHED AND s.updated_at > t.updated_at THEN
+  UPDATE SET customer_id = s.customer_id, channel = s.channel, status = s.status, updated_at = s.updated_at
 WHEN NOT MATCHED THEN INSERT VALUES (s.order_id, s.customer_id, s.channel, s.status, s.updated_at)
 """
 
@@ -77,6 +78,16 @@ def test_upsert_rejects_unconditional_update():
 def test_upsert_rejects_rewriting_an_equal_version():
     with pytest.raises(WrongAnswer, match=r"the same batch a second time rewrote 300 rows"):
         checks.newer_wins_upsert(UPSERT_GOOD.replace("t.updated_at < EXCLUDED", "t.updated_at <= EXCLUDED"))
+
+
+def test_upsert_rejects_updating_only_status_and_time():
+    with pytest.raises(WrongAnswer, match="old customer_id and channel"):
+        checks.newer_wins_upsert(
+            UPSERT_GOOD.replace("customer_id = EXCLUDED.customer_id, channel = EXCLUDED.channel,", "")
+        )
+    partial_merge = MERGE_GOOD.replace("customer_id = s.customer_id, channel = s.channel, ", "")
+    with pytest.raises(WrongAnswer, match="SET every non-key column"):
+        checks.newer_wins_upsert(partial_merge)
 
 
 def test_upsert_rejects_do_nothing_plain_insert_and_bad_shape():
@@ -141,6 +152,44 @@ def scd2_without_closing(conn, dim, snapshot, as_of):
             WHERE d.customer_id IS NULL OR (d.country, d.segment) IS DISTINCT FROM (s.country, s.segment)""",
         (as_of,),
     )
+
+
+def scd2_variant(find=None, close=None):
+    """The right load with one piece replaced by a common mistake."""
+
+    def load(conn, dim, snapshot, as_of):
+        changed = (
+            f"SELECT s.* FROM {snapshot} s LEFT JOIN {dim} d ON d.customer_id = s.customer_id AND d.is_current "
+            "WHERE d.customer_id IS NULL OR (d.country, d.segment) IS DISTINCT FROM (s.country, s.segment)"
+        )
+        with conn.transaction():
+            conn.execute(f"CREATE TEMP TABLE changed ON COMMIT DROP AS {find or changed}".format(s=snapshot, d=dim))
+            conn.execute(
+                f"UPDATE {dim} d SET valid_to = %s, is_current = false FROM changed c "
+                f"WHERE d.customer_id = c.customer_id {'AND d.is_current' if close is None else close}",
+                (as_of,),
+            )
+            conn.execute(
+                f"INSERT INTO {dim} (customer_id, country, segment, valid_from, valid_to, is_current) "
+                "SELECT customer_id, country, segment, %s, NULL, true FROM changed",
+                (as_of,),
+            )
+
+    return load
+
+
+def test_scd2_rejects_not_equal_instead_of_is_distinct_from():
+    not_equal = (
+        "SELECT s.* FROM {s} s LEFT JOIN {d} d ON d.customer_id = s.customer_id AND d.is_current "
+        "WHERE d.customer_id IS NULL OR d.country <> s.country OR d.segment <> s.segment"
+    )
+    with pytest.raises(WrongAnswer, match="to or from NULL"):
+        checks.scd2_history(scd2_variant(find=not_equal))
+
+
+def test_scd2_rejects_closing_versions_that_are_not_current():
+    with pytest.raises(WrongAnswer, match="already closed got a later valid_to"):
+        checks.scd2_history(scd2_variant(close=""))
 
 
 def test_scd2_accepts_close_then_insert():
@@ -240,7 +289,56 @@ def test_run_rejects_open_lower_bound():
 def test_run_rejects_stateless_reload_and_rewrites():
     with pytest.raises(WrongAnswer, match="has no row for the pipeline"):
         checks.late_commit_safe_run(run_full_reload_without_state)
-    with pytest.raises(WrongAnswer, match="rewrote"):
+    with pytest.raises(WrongAnswer, match="stamped exactly at a run's upper bound"):
         checks.late_commit_safe_run(run_closed_range)
     with pytest.raises(NotSolvedYet):
         checks.late_commit_safe_run(...)
+
+
+def run_without_transaction(conn, schema):
+    watermark = incremental.get_watermark(conn, schema)
+    (bound,) = conn.execute(BOUND_SQL).fetchone()
+    rows = conn.execute(RANGE_SQL.format(schema=schema), {"wm": watermark, "bound": bound}).fetchall()
+    incremental.upsert_rows(conn, schema, rows)
+    incremental.set_watermark(conn, schema, bound)
+
+
+def run_watermark_first_without_transaction(conn, schema):
+    watermark = incremental.get_watermark(conn, schema)
+    (bound,) = conn.execute(BOUND_SQL).fetchone()
+    incremental.set_watermark(conn, schema, bound)
+    rows = conn.execute(RANGE_SQL.format(schema=schema), {"wm": watermark, "bound": bound}).fetchall()
+    incremental.upsert_rows(conn, schema, rows)
+
+
+def run_bound_inclusive(conn, schema):
+    # the text's half-open range closed at the top: the row stamped at the bound is taken by two runs
+    with conn.transaction():
+        watermark = incremental.get_watermark(conn, schema)
+        (bound,) = conn.execute(BOUND_SQL).fetchone()
+        rows = conn.execute(
+            RANGE_SQL.format(schema=schema).replace("updated_at < %(bound)s", "updated_at <= %(bound)s"),
+            {"wm": watermark, "bound": bound},
+        ).fetchall()
+        incremental.upsert_rows(conn, schema, rows)
+        if watermark is None or bound > watermark:
+            incremental.set_watermark(conn, schema, bound)
+
+
+def test_run_rejects_writes_outside_one_transaction():
+    with pytest.raises(WrongAnswer, match=r"saving the watermark failed, the run still left .* rows loaded"):
+        checks.late_commit_safe_run(run_without_transaction)
+    with pytest.raises(WrongAnswer, match="loading the rows failed, the run still left the watermark saved"):
+        checks.late_commit_safe_run(run_watermark_first_without_transaction)
+
+
+def test_run_rejects_an_inclusive_upper_bound():
+    # as for the open lower bound: a writer elsewhere can hold the bound back on one attempt
+    verdicts = []
+    for _ in range(3):
+        try:
+            checks.late_commit_safe_run(run_bound_inclusive)
+        except WrongAnswer as wrong:
+            verdicts.append(wrong.message)
+            break
+    assert verdicts and "stamped exactly at a run's upper bound" in verdicts[0]

@@ -75,6 +75,11 @@ def test_retry_wrong(lab_schema):
     assert "stop_after_delay" in failed.value.hint
     with pytest.raises(WrongAnswer, match="until the lock was released"):
         checks.errors_retry(policy(stop=tenacity.stop_never), set_status)
+    # the budget is read back from the policy, not timed: the same verdicts on a busy machine
+    with pytest.raises(WrongAnswer, match="gives up after 1 s"):
+        checks.errors_retry(policy(stop=tenacity.stop_after_delay(1)), set_status)
+    with pytest.raises(WrongAnswer, match="keeps retrying for 3 s"):
+        checks.errors_retry(policy(stop=tenacity.stop_after_delay(3)), set_status)
 
 
 def hand_rolled_policy(fn):

@@ -98,8 +98,17 @@ def test_durable_topic_placeholder_is_not_solved():
 # ------------------------------------------------------------------------------------------------- e2
 
 
+DURABLE = {"acks": "all", "retries": 2_147_483_647, "enable_idempotence": True}
+
+
 def test_no_acked_write_lost_accepts_acks_all():
-    checks.no_acked_write_lost({"acks": "all", "enable_idempotence": True})
+    checks.no_acked_write_lost(DURABLE)
+
+
+def test_no_acked_write_lost_rejects_keeping_the_teams_settings():
+    # used to pass: kafka-python's own defaults are durable, so {} was a right answer
+    with pytest.raises(WrongAnswer, match="acks=1, the team setting you kept"):
+        checks.no_acked_write_lost({})
 
 
 def test_no_acked_write_lost_rejects_acks_1():
@@ -113,12 +122,12 @@ def test_no_acked_write_lost_rejects_giving_up_without_retries():
 
 
 def test_no_acked_write_lost_accepts_acks_minus_one_with_the_clusters_bootstrap():
-    checks.no_acked_write_lost({"acks": -1, "bootstrap_servers": cluster.bootstrap()})
+    checks.no_acked_write_lost({**DURABLE, "acks": -1, "bootstrap_servers": cluster.bootstrap()})
 
 
 def test_no_acked_write_lost_rejects_a_producer_that_is_not_idempotent():
     with pytest.raises(WrongAnswer, match="nothing was lost, but the producer is not idempotent"):
-        checks.no_acked_write_lost({"acks": "all", "enable_idempotence": False})
+        checks.no_acked_write_lost({"acks": "all", "retries": 2_147_483_647})
 
 
 def test_no_acked_write_lost_rejects_java_setting_names_and_another_bootstrap():

@@ -160,6 +160,35 @@ def test_backfill_accepts_available_now():
     checks.backfill_query(backfill({"availableNow": True}))
 
 
+class SlowToStop:
+    """A query on the AvailableNow trigger that, as on a busy machine, stops 30 s after its last row (a stand-in
+    for the query object only, with a clock that advances one second per awaitTermination(1))."""
+
+    def __init__(self, clock):
+        self.clock, self.isActive = clock, True
+        self.recentProgress = [{"numInputRows": 350}]
+
+    @property
+    def _jsq(self):
+        trigger = type("Trigger", (), {"toString": lambda _: "AvailableNowTrigger"})()
+        query = type("Query", (), {"trigger": lambda _: trigger})()
+        return type("JQuery", (), {"streamingQuery": lambda _: query})()
+
+    def awaitTermination(self, seconds):
+        self.clock.now += seconds
+        self.isActive = self.clock.now < 30
+        return not self.isActive
+
+
+def test_backfill_waits_for_an_available_now_query_however_long_it_takes(monkeypatch):
+    # used to give up 10 s after the last row: a busy machine made a right answer "still running"
+    clock = type("Clock", (), {"now": 0.0, "monotonic": lambda self: self.now})()
+    monkeypatch.setattr(checks, "time", clock)
+    query = SlowToStop(clock)
+    checks._wait_until_done(query, rows=350)
+    assert not query.isActive
+
+
 def test_backfill_rejects_trigger_once():
     with pytest.raises(WrongAnswer, match="one micro-batch"):
         checks.backfill_query(backfill({"once": True}))

@@ -60,6 +60,16 @@ def test_as_of_rejects_seconds_for_milliseconds():
         checks.as_of_read(in_seconds)
 
 
+def test_as_of_rejects_strictly_before():
+    def strictly_before(table, when):
+        millis = when.timestamp() * 1000
+        earlier = [s for s in sorted(table.snapshots(), key=lambda s: s.timestamp_ms) if s.timestamp_ms < millis]
+        return table.scan(snapshot_id=earlier[-1].snapshot_id).to_arrow()
+
+    with pytest.raises(WrongAnswer, match="snapshot before that commit"):
+        checks.as_of_read(strictly_before)
+
+
 def test_as_of_placeholder_is_not_solved():
     with pytest.raises(NotSolvedYet):
         checks.as_of_read(todo)
@@ -85,6 +95,22 @@ def test_rollback_rejects_stopping_at_the_parent():
 
     with pytest.raises(WrongAnswer, match="an overwrite commits two snapshots"):
         checks.rollback_bad_write(parent_only)
+
+
+def test_rollback_rejects_the_position_that_fits_the_labs_table():
+    def third_from_last(table, job):  # in the lab, the bad overwrite left two snapshots after the good one
+        table.manage_snapshots().rollback_to_snapshot(table.snapshots()[-3].snapshot_id).commit()
+
+    with pytest.raises(WrongAnswer, match=r"three snapshots.*a snapshot the bad job wrote"):
+        checks.rollback_bad_write(third_from_last)
+
+
+def test_rollback_rejects_a_position_that_fits_one_bad_run_only():
+    def fourth_from_last(table, job):
+        table.manage_snapshots().rollback_to_snapshot(table.snapshots()[-4].snapshot_id).commit()
+
+    with pytest.raises(WrongAnswer, match=r"second bad run.*not an ancestor of the current one"):
+        checks.rollback_bad_write(fourth_from_last)
 
 
 def test_rollback_rejects_going_back_to_the_first_snapshot():

@@ -320,3 +320,15 @@ def test_orphans_rejects_data_files_only_and_placeholder():
         checks.orphan_files(forgets_metadata_log)
     with pytest.raises(NotSolvedYet):
         checks.orphan_files(...)
+
+
+def test_summary_counters_missing_from_an_empty_commit_count_as_the_default():
+    from pyiceberg.table.snapshots import Operation, Summary
+
+    from delab.checks.m04.l05_compaction import summary_count
+
+    empty_commit = Summary(Operation.APPEND)  # Flink's sink commits one for a checkpoint that saw no rows
+    assert empty_commit.get("added-data-files", 0) is None  # the pyiceberg behaviour the check guards against
+    assert summary_count(empty_commit, "added-data-files") == 0
+    assert summary_count(empty_commit, "total-data-files", -1) == -1
+    assert summary_count(Summary(Operation.APPEND, **{"added-data-files": "3"}), "added-data-files") == 3

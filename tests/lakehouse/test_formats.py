@@ -1,5 +1,5 @@
 """The helpers behind labs 04.01-04.03 on the real object store: Delta commits that refuse a lost race, the
-teaching Hudi writer read back by hudi-rs, and the raw-file search that proves an erasure."""
+raw-file search that proves an erasure."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 from deltalake.exceptions import CommitFailedError
-from hudi import HudiReadOptions
 
 from delab import clients, config
-from delab.lakehouse import compliance, hudi_cow, storage
+from delab.lakehouse import compliance, storage
 
 pytestmark = pytest.mark.stack
 
@@ -45,26 +44,6 @@ def test_delta_concurrent_appends_both_land_and_a_stale_merge_fails():
     write_deltalake(storage.delta_table(uri), pa.table({"id": [5]}), mode="append")
     with pytest.raises(CommitFailedError):
         stale.merge(pa.table({"id": [2]}), "s.id = t.id", "s", "t").when_matched_delete().execute()
-
-
-def test_hudi_cow_upserts_are_read_by_hudi_rs_with_time_travel():
-    uri = storage.s3_uri("hudi", NAMESPACE, "orders")
-    writer = hudi_cow.CowWriter(uri, "orders", "order_id", "channel", "version")
-    first = writer.upsert(
-        pa.table({"order_id": [1, 2, 3], "channel": ["web", "app", "web"], "status": ["new"] * 3, "version": [1] * 3})
-    )
-    writer.upsert(
-        pa.table({"order_id": [1, 4], "channel": ["web", "web"], "status": ["paid", "new"], "version": [2, 2]})
-    )
-    table = storage.hudi_table(uri)
-    assert table.table_type == "COPY_ON_WRITE"
-    now = pa.Table.from_batches(table.read()).sort_by("order_id")
-    assert now["order_id"].to_pylist() == [1, 2, 3, 4]
-    assert now["status"].to_pylist() == ["paid", "new", "new", "new"]
-    assert now["_hoodie_commit_time"].to_pylist()[2] == first  # an untouched record keeps its commit time
-    then = pa.Table.from_batches(table.read(HudiReadOptions().with_as_of_timestamp(first))).sort_by("order_id")
-    assert then["status"].to_pylist() == ["new", "new", "new"]
-    assert len(table.get_timeline().get_completed_commits()) == 2
 
 
 def test_rows_in_stored_files_counts_matches_per_file():

@@ -49,10 +49,11 @@ HERE = Path(__file__).parent
 
 @pytest.fixture(scope="module")
 def shared_stack():
-    """The shared native stack, started if it is not running."""
-    if config.profile() != "native":
-        pytest.skip("native profile only")
-    return require()
+    """The shared stack, started if it is not running (native), or checked (docker: scripts/ci-docker runs these
+    round trips against the containers too)."""
+    if config.profile() not in ("native", "docker"):
+        pytest.skip("native and docker profiles only")
+    return require() if config.profile() == "native" else up()
 
 
 def test_up_twice_is_a_quick_no_op(shared_stack):

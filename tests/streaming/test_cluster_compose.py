@@ -23,8 +23,9 @@ def test_cluster_profile_matches_the_native_cluster():
         assert env["KAFKA_NODE_ID"] == str(node)
         assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka-1:29093,2@kafka-2:29093,3@kafka-3:29093"
         port = config.DEFAULT_PORTS[f"kafka_node{node}"]
-        assert svc["ports"] == [f"127.0.0.1:{port}:{port}"]
-        assert f"HOST://127.0.0.1:{port}" in env["KAFKA_ADVERTISED_LISTENERS"]
+        published = f"${{DELAB_KAFKA_NODE{node}_PORT:-{port}}}"  # the port table, shifted like the native one
+        assert svc["ports"] == [f"127.0.0.1:{published}:{port}"]
+        assert f"HOST://127.0.0.1:{published}" in env["KAFKA_ADVERTISED_LISTENERS"]
         assert env["KAFKA_BROKER_SESSION_TIMEOUT_MS"] == "3000"
         ids.add(env["CLUSTER_ID"])
     assert len(ids) == 1  # one cluster

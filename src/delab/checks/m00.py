@@ -121,33 +121,101 @@ def clean_orders() -> pd.DataFrame:
     return orders[orders.order_ts < pd.Timestamp("2026-04-01")]
 
 
-@exercise("m00.l02.e1")
-def orphan_orders(con, sql: str) -> None:
-    """Order rows whose customer_id matches no customer."""
+def orphan_fixture() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The lab's orders and customers, made able to tell a right orphan count from a lucky one: one orphan
+    customer gets two more orders, one orphan row is repeated verbatim, a new orphan customer places an order,
+    and a customer with two orders is listed twice in `customers`. Each shortcut then gives its own number."""
     s = shop()
-    want = int((~s.orders.customer_id.isin(s.customers.customer_id)).sum())
-    got = _run(con, sql)
+    orders, customers = s.orders.copy(), s.customers.copy()
+    orphans = orders[~orders.customer_id.isin(customers.customer_id)]
+    first = orphans.iloc[[0]]
+    next_id = int(orders.order_id.max()) + 1
+    more = pd.concat([first] * 3, ignore_index=True)
+    more["order_id"] = [next_id, next_id + 1, next_id + 2]
+    more.loc[2, "customer_id"] = int(max(orders.customer_id.max(), customers.customer_id.max())) + 1  # a new orphan
+    known = orders[orders.customer_id.isin(customers.customer_id)]
+    per_customer = known.groupby("customer_id").size()
+    twice = int(per_customer[per_customer == 2].index[0])  # a customer with exactly two order rows
+    orders = pd.concat([orders, more, first], ignore_index=True)
+    customers = pd.concat([customers, customers[customers.customer_id == twice]], ignore_index=True)
+    return orders, customers
+
+
+def _fixture_connection(orders: pd.DataFrame, customers: pd.DataFrame) -> duckdb.DuckDBPyConnection:
+    """A private DuckDB database holding the shop with the given orders and customers."""
+    con = duckdb.connect()
+    s = shop()
+    for table in s.tables:
+        frame = {"orders": orders, "customers": customers}.get(table, s.table(table))  # noqa: F841 — scanned
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM frame")
+    return con
+
+
+def _one_number(got: pd.DataFrame):
     if got.shape != (1, 1):
         raise WrongAnswer(
             f"expected one row with one number, got {got.shape[0]} rows x {got.shape[1]} columns.",
             hint="SELECT count(*) ... returns a single value.",
         )
-    value = got.iat[0, 0]
-    if value == want:
-        return
-    if value == 0:
+    return got.iat[0, 0]
+
+
+@exercise("m00.l02.e1")
+def orphan_orders(con, sql: str) -> None:
+    """Order rows whose customer_id matches no customer."""
+    s = shop()
+    want = int((~s.orders.customer_id.isin(s.customers.customer_id)).sum())
+    value = _one_number(_run(con, sql))
+    if value != want:
+        if value == 0:
+            raise WrongAnswer(
+                "you found no orphans, but there are some.",
+                hint="the customer_id is never NULL here: it points at a customer that does not exist.",
+            )
+        if value == len(s.orders) - want:
+            raise WrongAnswer(
+                "that counts the orders that DO have a customer.",
+                hint="an anti-join: LEFT JOIN ... WHERE c.customer_id IS NULL, or NOT EXISTS.",
+            )
         raise WrongAnswer(
-            "you found no orphans, but there are some.",
-            hint="the customer_id is never NULL here: it points at a customer that does not exist.",
+            f"{value} is not the number of orphan order rows.",
+            hint="compare orders.customer_id with customers.customer_id; count order rows.",
         )
-    if value == len(s.orders) - want:
+    # right on the lab's data; the same query must stay right on data where the shortcuts give other numbers
+    orders, customers = orphan_fixture()
+    orphans = orders[~orders.customer_id.isin(customers.customer_id)]
+    fixture = _fixture_connection(orders, customers)
+    try:
+        value = _one_number(_run(fixture, sql))
+    finally:
+        fixture.close()
+    if value == len(orphans):
+        return
+    if value == want:
         raise WrongAnswer(
-            "that counts the orders that DO have a customer.",
-            hint="an anti-join: LEFT JOIN ... WHERE c.customer_id IS NULL, or NOT EXISTS.",
+            f"on a copy of the shop with more orphan orders, your query still returns {want}.",
+            hint="the query must compute the count from the tables, not state the number you saw.",
+        )
+    if value == orphans.customer_id.nunique():
+        raise WrongAnswer(
+            "on data where an unknown customer placed several orders, you counted the customers, not the orders.",
+            hint="count order rows: count(*), not count(DISTINCT customer_id).",
+        )
+    if value == orphans.order_id.nunique():
+        raise WrongAnswer(
+            "on data where an orphan order row is repeated, you counted distinct order ids.",
+            hint="the exercise asks for rows of orders: a repeated row is counted each time (count(*)).",
+        )
+    joined = len(orders.merge(customers[["customer_id"]], on="customer_id"))
+    if value == len(orders) - joined:
+        raise WrongAnswer(
+            "on data where one customer is listed twice, the total minus the joined orders is off.",
+            hint="a join repeats an order once per matching customer row: test for absence instead "
+            "(NOT EXISTS, or LEFT JOIN ... WHERE c.customer_id IS NULL).",
         )
     raise WrongAnswer(
-        f"{value} is not the number of orphan order rows.",
-        hint="compare orders.customer_id with customers.customer_id; count order rows.",
+        f"on a copy of the shop with more orphan orders, your query returns {value}; it has {len(orphans)}.",
+        hint="count the rows of orders whose customer_id matches no row of customers (NOT EXISTS).",
     )
 
 
@@ -301,15 +369,41 @@ def partitioned_orders(con, copy_sql: str, folder: str | Path) -> None:
             f"expected one partition per day from {days[0]} to {days[-1]}.",
             hint="order_date = CAST(order_ts AS DATE), from orders_clean.",
         )
-    back = duckdb.sql(
-        f"SELECT CAST(order_date AS VARCHAR) AS order_date, CAST(order_ts AS DATE)::VARCHAR AS ts_day, order_id "
-        f"FROM read_parquet('{folder.as_posix()}/**/*.parquet', hive_partitioning = true)"
-    ).df()
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    not_parquet = sorted({p.suffix or p.name for p in files if p.suffix != ".parquet"})
+    if not files or not_parquet:
+        raise WrongAnswer(
+            f"the partitions hold {', '.join(not_parquet) or 'no'} files, not Parquet.",
+            hint="without FORMAT parquet, COPY writes CSV: add FORMAT parquet to the options.",
+        )
+    scan = f"read_parquet('{folder.as_posix()}/**/*.parquet', hive_partitioning = true)"
+    reader = duckdb.connect()
+    try:
+        columns = [row[0] for row in reader.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()]
+        missing = [c for c in [*want.columns, "order_date"] if c not in columns]
+        if missing:
+            raise WrongAnswer(
+                f"columns missing from the files: {missing}.",
+                hint="write every column of orders_clean (SELECT *, ...) plus order_date.",
+            )
+        back = reader.execute(
+            f"SELECT CAST(order_date AS VARCHAR) AS order_date, CAST(order_ts AS DATE)::VARCHAR AS ts_day, "
+            f"order_id FROM {scan}"
+        ).df()
+    except duckdb.Error as error:
+        raise WrongAnswer(
+            f"the files cannot be read back: {str(error).strip().splitlines()[0][:200]}",
+            hint="write orders_clean with COPY ... (FORMAT parquet, PARTITION_BY (order_date)).",
+        ) from None
+    finally:
+        reader.close()
     if len(back) != len(want):
         raise WrongAnswer(
             f"the files hold {len(back)} rows; orders_clean has {len(want)}.",
             hint="write orders_clean, every row, once.",
         )
+    if sorted(back.order_id.astype("int64")) != sorted(want.order_id.astype("int64")):
+        raise WrongAnswer("the files hold other orders than orders_clean.", hint="COPY (SELECT ... FROM orders_clean).")
     if (back.order_date != back.ts_day).any():
         raise WrongAnswer("some rows sit in the partition of another day.", hint="derive order_date from order_ts.")
 

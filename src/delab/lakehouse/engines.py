@@ -1,107 +1,64 @@
 """Query engines on the shared lakehouse.
 
-DuckDB with its Iceberg extension, loaded offline from the extension wheels of PyPI, reading the stack's object
-store through a filesystem that counts what it reads (files opened, bytes read, read calls) — the honest signal
-behind "pruning", "pushdown" and "caching" in module 04::
+DuckDB with its Iceberg and httpfs extensions, loaded offline from the extension wheels of PyPI, reading the
+stack's object store with DuckDB's own S3 reader (an S3 secret points it at the stack's endpoint) and all its
+threads. What a query really fetched — the honest signal behind "pruning", "pushdown" and "caching" in module 04 —
+comes from DuckDB's profile: the Iceberg scan's data files and httpfs's HTTP statistics::
 
     from delab.lakehouse import engines
-    reads = engines.ObjectStoreReads()
-    con = engines.duckdb_iceberg(reads)
-    con.sql(f"SELECT count(*) FROM iceberg_scan('{table.metadata_location}')")
-    print(reads.files, reads.bytes)
+    con = engines.duckdb_iceberg()
+    reads = engines.measure(con, f"SELECT count(*) FROM iceberg_scan('{table.metadata_location}')")
+    print(reads.data_files, reads.kib_fetched, reads.gets)
 """
 
 from __future__ import annotations
 
-import threading
+import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from fsspec.implementations.arrow import ArrowFSWrapper
+from delab import config
+from delab.lakehouse import ops
 
-from delab import clients, config
-
-DUCKDB_EXTENSIONS = ("avro", "iceberg")  # iceberg reads its manifests with avro
+DUCKDB_EXTENSIONS = ("avro", "iceberg", "httpfs")  # iceberg reads its manifests with avro; httpfs reads s3://
+SECRET_NAME = "delab_s3"
 
 
 @dataclass(frozen=True)
-class ReadStats:
-    """What a query read from the object store."""
+class QueryReads:
+    """What one run of a query read, from DuckDB's EXPLAIN ANALYZE."""
 
-    files: int
-    bytes: int
-    reads: int
-
-
-class ObjectStoreReads(ArrowFSWrapper):
-    """The stack's object store as an fsspec filesystem for ``s3://`` paths that counts every read.
-
-    DuckDB's own S3 support (the httpfs extension) is not installed here; DuckDB reads through any fsspec
-    filesystem registered on its connection instead, which also lets us count what a query really fetched.
-    """
-
-    protocol = ("s3",)
-    root_marker = ""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(clients.s3_filesystem(), **kwargs)
-        self._lock = threading.Lock()
-        self.opened: list[str] = []
-        self.bytes = 0
-        self.reads = 0
-
-    def reset(self) -> None:
-        """Forget what was counted so far (call before the query you want to measure)."""
-        with self._lock:
-            self.opened, self.bytes, self.reads = [], 0, 0
-
-    @property
-    def files(self) -> int:
-        """How many distinct objects were opened since the last reset."""
-        return len(set(self.opened))
-
-    def data_files(self) -> list[str]:
-        """The distinct Parquet files opened since the last reset."""
-        return sorted({path for path in self.opened if path.endswith(".parquet")})
-
-    def stats(self) -> ReadStats:
-        return ReadStats(self.files, self.bytes, self.reads)
-
-    def _count(self, path: str, nbytes: int | None = None) -> None:
-        with self._lock:
-            if nbytes is None:
-                self.opened.append(path)
-            else:
-                self.bytes += nbytes
-                self.reads += 1
-
-    def _open(self, path: str, mode: str = "rb", *args: Any, **kwargs: Any) -> Any:
-        handle = super()._open(path, mode, *args, **kwargs)
-        if "r" not in mode:
-            return handle
-        self._count(path)
-        return _CountedFile(handle, path, self)
+    data_files: int  # the Iceberg scans' "Total Files Read"
+    kib_fetched: float  # httpfs: bytes received from the object store (metadata, manifests, footers, data)
+    gets: int  # httpfs: GET requests (ranged reads)
+    heads: int  # httpfs: HEAD requests (object sizes; the Iceberg scan knows most from its manifests)
+    ms: float  # wall time of the profiled run
 
 
-class _CountedFile:
-    """A read-only file handle that reports the size of every read to its filesystem."""
+_UNITS = {"bytes": 1 / 1024, "KiB": 1.0, "MiB": 1024.0, "GiB": 1024.0**2}
 
-    def __init__(self, handle: Any, path: str, owner: ObjectStoreReads) -> None:
-        self._handle, self._path, self._owner = handle, path, owner
 
-    def read(self, length: int = -1) -> bytes:
-        data = self._handle.read(length)
-        self._owner._count(self._path, len(data))
-        return data
+def http_stats(profile: str) -> dict[str, float]:
+    """The "HTTPFS HTTP Stats" block of an EXPLAIN ANALYZE output: KiB in, GET and HEAD counts (zeros if absent,
+    e.g. a query that read nothing remote)."""
+    received = re.search(r"in:\s*([\d.]+)\s*(bytes|KiB|MiB|GiB)", profile)
+    gets = re.search(r"#GET:\s*(\d+)", profile)
+    heads = re.search(r"#HEAD:\s*(\d+)", profile)
+    return {
+        "kib": round(float(received.group(1)) * _UNITS[received.group(2)], 1) if received else 0.0,
+        "gets": int(gets.group(1)) if gets else 0,
+        "heads": int(heads.group(1)) if heads else 0,
+    }
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._handle, name)
 
-    def __enter__(self) -> _CountedFile:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._handle.close()
+def measure(con: Any, sql: str) -> QueryReads:
+    """Run ``sql`` once under EXPLAIN ANALYZE and say what it read and how long it took."""
+    started = time.perf_counter()
+    profile = con.sql("EXPLAIN ANALYZE " + sql).fetchall()[0][1]
+    ms = round(1000 * (time.perf_counter() - started), 1)
+    http = http_stats(profile)
+    return QueryReads(ops.files_read(profile), http["kib"], int(http["gets"]), int(http["heads"]), ms)
 
 
 def _extension_directory() -> str:
@@ -110,10 +67,21 @@ def _extension_directory() -> str:
     return str(folder)
 
 
-def duckdb_iceberg(reads: ObjectStoreReads | None = None, database: str = ":memory:") -> Any:
-    """A DuckDB connection with the Iceberg extension loaded (offline, from the PyPI extension wheels) and the
-    stack's object store readable as ``s3://`` (through ``reads``, a counting filesystem). It runs on one thread
-    (see below); with the httpfs extension instead of fsspec, DuckDB could use all cores."""
+def s3_secret_sql(name: str = SECRET_NAME) -> str:
+    """``CREATE SECRET`` for the stack's object store (endpoint, path-style addressing, plain HTTP locally)."""
+    s3 = config.s3()
+    scheme, _, host = s3.endpoint.partition("://")
+    return (
+        f"CREATE OR REPLACE SECRET {name} (TYPE s3, KEY_ID '{s3.access_key}', SECRET '{s3.secret_key}', "
+        f"ENDPOINT '{host.rstrip('/')}', URL_STYLE 'path', USE_SSL {str(scheme == 'https').lower()}, "
+        f"REGION '{s3.region}')"
+    )
+
+
+def duckdb_iceberg(database: str = ":memory:", threads: int | None = None) -> Any:
+    """A DuckDB connection with the Iceberg and httpfs extensions loaded (offline, from the PyPI extension wheels)
+    and an S3 secret for the stack's object store, so ``iceberg_scan('s3://…')`` and ``read_parquet('s3://…')``
+    work. DuckDB runs with its own threads (one per core) unless ``threads`` says otherwise."""
     import duckdb
     import duckdb_extensions
 
@@ -124,8 +92,7 @@ def duckdb_iceberg(reads: ObjectStoreReads | None = None, database: str = ":memo
     for name in DUCKDB_EXTENSIONS:
         duckdb_extensions.import_extension(name, con=con)
         con.execute(f"LOAD {name}")
-    con.register_filesystem(reads if reads is not None else ObjectStoreReads())
-    # One thread: with a Python (fsspec) filesystem, DuckDB's worker threads call back into Python while the
-    # query's thread may hold the GIL — an intermittent deadlock here (~1 run in 30; duckdb/duckdb#16501).
-    con.execute("SET threads = 1")
+    con.execute(s3_secret_sql())
+    if threads is not None:
+        con.execute(f"SET threads = {int(threads)}")
     return con

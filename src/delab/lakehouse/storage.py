@@ -1,5 +1,6 @@
 """The object store as the lakehouse's storage layer: ``s3://`` locations, and the storage options of the formats
-that do not go through the Iceberg catalog — Delta Lake (deltalake) and Apache Hudi (hudi-rs, read-only).
+that do not go through the Iceberg catalog — Delta Lake (deltalake) and Apache Hudi (read with hudi-rs; written
+by ``delab.lakehouse.hudi_spark``).
 
 Endpoint, credentials and addressing style come from ``delab.config``, so every lab configures them one way.
 DuckDB lives in ``delab.lakehouse.engines``.

@@ -8,8 +8,8 @@
 * ``serve(flow, name, ...)`` — serves a notebook-defined flow as a *deployment* from a separate runner process
   (``flow.serve()``), which polls the server and executes each triggered run in a subprocess of its own.
 * ``RatesService`` — a tiny exchange-rate HTTP API on 127.0.0.1 that can be told to fail its next N requests:
-  the flaky upstream the retry exercise runs against. ``WebhookReceiver`` — a local endpoint that records every
-  POST it gets: the on-call channel failure alerts are sent to.
+  the flaky upstream the retry exercise runs against, built on ``delab.localhttp`` like the on-call channel the
+  failure alerts are sent to (``delab.localhttp.Receiver``).
 
 Everything started here is stopped by ``stop_all()``, which also runs at interpreter exit; the server and the
 runner additionally watch their parent process and stop themselves when the notebook's kernel goes away.
@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from delab import config
-from delab.localhttp import LocalHTTPService, Receiver, ServedRequest
+from delab import config, localhttp
+from delab.localhttp import LocalHTTPService, ServedRequest
 
 HOST = config.HOST
 SERVER_START_TIMEOUT = 120  # a cold start migrates a fresh database: ~10-20 s on a laptop
@@ -405,15 +405,7 @@ def eur_rates(day: str | date) -> dict[str, float]:
     return {cur: round(rate * (1 + wobble * (i + 1) / 3), 4) for i, (cur, rate) in enumerate(_BASE_RATES.items())}
 
 
-class _TrackedService(LocalHTTPService):
-    """A local HTTP service that ``stop_all()`` stops with the server and runners."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        _STARTED.append(self)
-
-
-class RatesService(_TrackedService):
+class RatesService(LocalHTTPService):
     """``GET /rates?day=YYYY-MM-DD`` → ``{"day", "base": "EUR", "rates": {"USD": …}}``; fails on demand.
 
     ``fail_next(n)`` makes the next ``n`` requests answer 503 Service Unavailable (a real API under load does the
@@ -457,16 +449,13 @@ class RatesService(_TrackedService):
         return f"<RatesService {self.url}/rates?day=YYYY-MM-DD>"
 
 
-class WebhookReceiver(_TrackedService, Receiver):
-    """Records every POST it receives (the lab's stand-in for a Slack/Teams/PagerDuty webhook)."""
-
-
 # ------------------------------------------------------------------------------------------------- clean-up
 
 
 def stop_all() -> None:
     """Stop everything this process started: runners, the server, the local HTTP services."""
     global _SERVER
+    localhttp.stop_all()
     while _STARTED:
         thing = _STARTED.pop()
         with contextlib.suppress(Exception):

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from delab import config
-from delab.stack import layout, manager
+from delab.stack import docker, layout, manager
 from delab.stack.errors import MissingPrerequisite, StackError
 
 app = typer.Typer(
@@ -57,6 +57,22 @@ def up(services: Services = None) -> None:
     except StackError as error:
         _fail(error)
     console.print(_table(rows))
+
+
+@app.command()
+def build(
+    service: Annotated[str, typer.Argument(help="What to build: kubernetes (the others are built by make setup).")],
+) -> None:
+    """Build a service that is built on first need (the Kubernetes plane: 10-25 min on 2 cores, once)."""
+    from delab.stack.services import kubernetes
+
+    if service != "kubernetes":
+        _fail(StackError(f"`delab stack build` builds kubernetes only; {service!r} is built by `make setup`"))
+    try:
+        kubernetes.build(progress=lambda message: console.log(message, highlight=False))
+    except StackError as error:
+        _fail(error)
+    console.print(f"kubernetes {kubernetes.VERSION}: built in {layout.build_dir()}")
 
 
 @app.command()
@@ -139,6 +155,8 @@ def _check_tool(name: str, hint: str) -> str | None:
 
 def _check_go() -> str | None:
     go = shutil.which("go")
+    if go is None and os.environ.get("DELAB_BUNDLE"):
+        return None  # an offline bundle (scripts/bundle) brings the Go programs prebuilt
     if go is None:
         return (
             "Go not found (needed once, to build the S3 gateway): "
@@ -230,10 +248,12 @@ def doctor() -> None:
             ("built jars and binaries", _check_built()),
         ]
     elif profile == "docker":
-        ok = config.docker_daemon_answers()
-        checks.append(
-            ("Docker engine", None if ok else "no Docker engine answers: start Docker Desktop / colima / dockerd")
-        )
+        engine = docker.check_engine()
+        checks += [
+            ("Docker engine", engine),
+            ("compose plugin", docker.check_compose_plugin()),
+            ("free ports (docker)", docker.check_ports(list(manager.NAMES))),
+        ]
     checks += [("free ports", _check_ports()), ("disk", _check_disk())]
     problems = 0
     console.print(f"profile: [bold]{profile}[/] (DELAB_STACK={os.environ.get('DELAB_STACK', '')!s})")

@@ -21,6 +21,9 @@ from delab.stack import layout
 from delab.stack.errors import MissingPrerequisite
 from delab.stack.services import SERVICES
 
+#: The interpreter of Python UDF workers inside the docker profile's TaskManager (infra/docker/Dockerfile, flink).
+DOCKER_PYTHON = "/opt/venv/bin/python"
+
 
 def connector_jars() -> list[Path]:
     """The connector jars (Kafka, Iceberg + AWS bundle, Hadoop client, PostgreSQL JDBC). They are on the classpath
@@ -39,6 +42,9 @@ def client_env() -> dict[str, str]:
 
 def configure_client() -> None:
     """Point PyFlink at the stack's config and plugins; call before the first PyFlink environment is created."""
+    if config.profile() == "docker":
+        # the containers run the native profile's settings (same ports, same S3 endpoint): write the client's copy
+        SERVICES["flink"].prepare()
     if not (layout.conf_dir("flink") / "config.yaml").exists():
         raise MissingPrerequisite("the Flink cluster has never started here: run delab.stack.require('flink') first")
     os.environ.update(client_env())
@@ -51,7 +57,7 @@ def configuration(parallelism: int = 1) -> dict[str, str]:
         "rest.address": config.HOST,
         "rest.port": str(config.port("flink")),
         "parallelism.default": str(parallelism),
-        "python.executable": str(layout.flink_python()),
+        "python.executable": DOCKER_PYTHON if config.profile() == "docker" else str(layout.flink_python()),
     }
 
 

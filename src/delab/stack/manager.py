@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from delab import config
-from delab.stack import layout, probes
+from delab.stack import docker, layout, probes
 from delab.stack.errors import PortTaken, ServiceFailed, StackError
 from delab.stack.services import CORE, NAMES, SERVICES, NativeService, ProcessSpec
 
@@ -420,37 +420,76 @@ def _native_up(names: list[str], progress: Progress) -> list[ServiceStatus]:
 
 
 def compose_file() -> Path:
-    return layout.infra_dir() / "docker" / "compose.yaml"
+    return docker.compose_file()
 
 
 def compose_command(*args: str) -> list[str]:
-    """`docker compose` on the project's compose file."""
-    return ["docker", "compose", "-f", str(compose_file()), "-p", "delab", *args]
-
-
-COMPOSE_SERVICES = {"flink": ["flink-jobmanager", "flink-taskmanager"]}
-
-
-def _compose_names(names: list[str]) -> list[str]:
-    return [svc for name in names for svc in COMPOSE_SERVICES.get(name, [name])]
+    """`docker compose` on the project's compose file (run it with ``docker.compose_env()``)."""
+    return docker.compose_command(*args)
 
 
 def _require_docker() -> None:
-    if not config.docker_daemon_answers():
-        raise StackError(
-            "DELAB_STACK=docker but no Docker engine answers: start Docker (Docker Desktop, colima or "
-            "`sudo systemctl start docker`), or use the native profile: export DELAB_STACK=native"
-        )
+    problem = docker.check_engine()
+    if problem:
+        raise StackError(f"DELAB_STACK=docker but {problem}; or use the native profile: export DELAB_STACK=native")
 
 
 def _probe_row(name: str) -> ServiceStatus:
-    service = SERVICES[name]
-    row = ServiceStatus(name, service.endpoint(), "running", service.ui_url())
+    if name in docker.ON_DEMAND and name not in SERVICES:
+        port = config.port("schema_registry" if name == "registry" else name)
+        row = ServiceStatus(name, f"{config.HOST}:{port}", "running", f"http://{config.HOST}:{port}")
+        probe: Callable[[], None] = lambda: docker.probe_on_demand(name)  # noqa: E731
+    else:
+        service = SERVICES[name]
+        row = ServiceStatus(name, service.endpoint(), "running", service.ui_url())
+        probe = service.probe
     try:
-        service.probe()
+        probe()
     except probes.ProbeFailed as error:
         row.state, row.detail = "down", str(error)
     return row
+
+
+def _split_docker(services: Iterable[str] | None) -> tuple[list[str], list[str]]:
+    """(core services with their dependencies, on-demand services) of a docker-profile request."""
+    wanted = list(services or CORE)
+    on_demand = [name for name in wanted if name in docker.ON_DEMAND]
+    core = [name for name in wanted if name not in docker.ON_DEMAND]
+    if on_demand:
+        core += ["postgres", "s3"]  # the registry's and MLflow's stores
+    return (resolve(core) if core else []), on_demand
+
+
+def _docker_up(services: Iterable[str] | None, progress: Progress) -> list[ServiceStatus]:
+    _require_docker()
+    core, on_demand = _split_docker(services)
+    names = core + on_demand
+    taken = docker.check_ports(names)
+    if taken:
+        raise PortTaken(taken[0])
+    progress(f"docker compose up --wait {' '.join(docker.compose_services(names))}")
+    result = docker.run("up", "-d", "--wait", *docker.compose_services(names), on_demand=bool(on_demand))
+    if result.returncode != 0:
+        # a JVM that died while booting on an overloaded machine (Flink's RPC start timing out) gets one more
+        # try; `up` leaves the healthy containers alone
+        progress("docker compose up failed; trying once more")
+        result = docker.run("up", "-d", "--wait", *docker.compose_services(names), on_demand=bool(on_demand))
+    if result.returncode != 0:
+        raise ServiceFailed(f"docker compose up failed (exit {result.returncode}): see `delab stack logs SERVICE`")
+    # a healthy container is not yet a working service (e.g. the bucket, a first produce): wait for the probes
+    deadline = time.monotonic() + 120
+    while True:
+        rows = [_probe_row(name) for name in names]
+        if all(row.ok for row in rows) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    down_rows = [row for row in rows if not row.ok]
+    if down_rows:
+        row = down_rows[0]
+        raise ServiceFailed(
+            f"{row.service} does not answer after compose up ({row.detail}): delab stack logs {row.service}"
+        )
+    return rows
 
 
 # --- public API ------------------------------------------------------------------------------------------------
@@ -458,30 +497,31 @@ def _probe_row(name: str) -> ServiceStatus:
 
 def up(services: Iterable[str] | None = None, progress: Progress | None = None) -> list[ServiceStatus]:
     """Start the services (and what they depend on) and wait until each really works; idempotent."""
-    names, progress = resolve(services), progress or _quiet
+    progress = progress or _quiet
     profile = config.profile()
+    if profile == "docker":
+        return _docker_up(services, progress)
+    names = resolve(services)
     if profile == "native":
         with _exclusive():
             return _native_up(names, progress)
-    if profile == "docker":
-        _require_docker()
-        progress("docker compose up --wait")
-        result = subprocess.run(compose_command("up", "-d", "--wait", *_compose_names(names)))
-        if result.returncode != 0:
-            raise ServiceFailed(f"docker compose up failed (exit {result.returncode}): see `delab stack logs`")
-        return status(names)
     raise StackError("DELAB_STACK=external: the stack is yours to run; `delab stack status` checks that it answers")
 
 
 def down(services: Iterable[str] | None = None) -> list[ServiceStatus]:
     """Stop the services this stack started (dependants first: Connect before Kafka); other processes are never
     touched. None named: every service, on-demand ones included."""
-    names = list(services) if services else list(NAMES)
-    resolve(names)
     if config.profile() == "docker":
         _require_docker()
-        subprocess.run(compose_command("stop", *_compose_names(names)) if services else compose_command("down"))
-        return status(names)
+        if services:
+            core, on_demand = _split_docker(services)
+            wanted = [name for name in services if name in core or name in on_demand]
+            docker.run("stop", *docker.compose_services(wanted), on_demand=True)
+            return [ServiceStatus(name, "", "stopped") for name in wanted]
+        docker.run("down", on_demand=True)
+        return [ServiceStatus(name, "", "stopped") for name in CORE]
+    names = list(services) if services else list(NAMES)
+    resolve(names)
     with _exclusive():
         for name in [name for name in reversed(NAMES) if name in names]:
             _stop_service(SERVICES[name])
@@ -492,7 +532,7 @@ def status(services: Iterable[str] | None = None) -> list[ServiceStatus]:
     """What is running and answering right now (probes run in parallel). None named: the core services, plus
     the on-demand ones that are not simply stopped."""
     names = list(services) if services else list(NAMES)
-    resolve(names)
+    resolve([name for name in names if not (config.profile() == "docker" and name in docker.ON_DEMAND)])
     check = (lambda name: _native_status(SERVICES[name])) if config.profile() == "native" else _probe_row
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
         rows = list(pool.map(check, names))
@@ -503,15 +543,14 @@ def status(services: Iterable[str] | None = None) -> list[ServiceStatus]:
 
 def logs(service: str, lines: int = 50) -> str:
     """The last lines of a service's log (both Flink processes for `flink`)."""
-    resolve([service])
     if config.profile() == "docker":
         _require_docker()
-        out = subprocess.run(
-            compose_command("logs", "--no-color", "--tail", str(lines), *_compose_names([service])),
-            capture_output=True,
-            text=True,
-        )
+        if service not in docker.ON_DEMAND:
+            resolve([service])
+        tail = ["--no-color", "--tail", str(lines), *docker.compose_services([service])]
+        out = docker.run("logs", *tail, on_demand=True, capture=True)
         return out.stdout + out.stderr
+    resolve([service])
     parts = []
     for name in _process_names(SERVICES[service]):
         path = layout.log_file(name)
@@ -524,7 +563,7 @@ def reset() -> None:
     """Stop the stack and wipe its data, configs and logs (the built jars and binaries stay)."""
     if config.profile() == "docker":
         _require_docker()
-        subprocess.run(compose_command("down", "-v"))
+        docker.run("down", "-v", on_demand=True)
         return
     down()
     pg_home = layout.data_dir("postgres")

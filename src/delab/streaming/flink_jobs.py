@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
+import socket
 import time
 import uuid
 from collections.abc import Iterable
@@ -55,11 +58,47 @@ def wait_for_state(job_id: str, states: Iterable[str], timeout: float = 120) -> 
         time.sleep(0.3)
 
 
+#: the tag ``owned()`` appends to a job name: which process submitted the job, on which machine
+OWNER_TAG = re.compile(r" \[pid (?P<pid>\d+) on (?P<host>[^\]]+)\]$")
+
+
+def owned(job_name: str) -> str:
+    """``job_name`` tagged with the process that submits it (``"m03_l04 tumbling [pid 4242 on laptop]"``), so
+    that ``cancel_jobs`` of one run leaves the live jobs of another alone: a check or a test running while the
+    learner re-runs the notebook, the same lab open in a second kernel. Names still start with the lab's prefix."""
+    return job_name if OWNER_TAG.search(job_name) else f"{job_name} [pid {os.getpid()} on {socket.gethostname()}]"
+
+
+def belongs_to_another_live_process(job_name: str) -> bool:
+    """Whether the job was submitted by a process other than this one that still runs (or by another machine).
+    Jobs without the tag, of this process, or of a process that has ended (a restarted kernel) are fair game."""
+    owner = OWNER_TAG.search(job_name)
+    if owner is None:
+        return False
+    if owner["host"] != socket.gethostname():
+        return True
+    pid = int(owner["pid"])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by another user
+    return True
+
+
 def cancel_jobs(prefix: str, timeout: float = 60) -> list[str]:
-    """Cancel this lab's jobs that still run (leftovers of an earlier run); returns their ids."""
+    """Cancel this lab's jobs that still run (leftovers of an earlier run); returns their ids. Jobs another live
+    process submitted (a check or a test running meanwhile, a second kernel) are left alone."""
     if not prefix:
         raise ValueError("cancel_jobs needs the lab's prefix: never cancel other labs' jobs")
-    running = [job["jid"] for job in jobs(prefix) if job["state"] not in TERMINAL]
+    running = [
+        job["jid"]
+        for job in jobs(prefix)
+        if job["state"] not in TERMINAL and not belongs_to_another_live_process(job["name"])
+    ]
     for job_id in running:
         rest(f"/jobs/{job_id}", method="PATCH", params={"mode": "cancel"})
     for job_id in running:
@@ -85,8 +124,9 @@ def table_environment(job_name: str, parallelism: int = 1) -> Any:
 
 
 def name_jobs(env: Any, job_name: str) -> None:
-    """Name the next jobs of a TableEnvironment (as they show in the Flink UI and ``jobs()``)."""
-    env.get_config().set("pipeline.name", job_name)
+    """Name the next jobs of a TableEnvironment (as they show in the Flink UI and ``jobs()``), tagged with this
+    process (see ``owned``)."""
+    env.get_config().set("pipeline.name", owned(job_name))
 
 
 def run_insert(t_env: Any, statement: str, job_name: str, timeout: float = 180) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from delab import config
-from delab.streaming import windows
+from delab.streaming import flink_jobs, windows
 
 GAP_MS = 3 * 60 * 1000  # a visit ends after 3 minutes without a click
 DELAY = windows.WATERMARK_DELAY
@@ -27,6 +27,7 @@ def environments(job_name: str) -> tuple[Any, Any]:
 
     from delab.stack import flink
 
+    job_name = flink_jobs.owned(job_name)
     env = flink.stream_environment(1, {"pipeline.name": job_name, "python.fn-execution.bundle.size": "1"})
     t_env = StreamTableEnvironment.create(env)
     flink.pin_planner_threads(t_env)
@@ -45,7 +46,7 @@ def clicks_stream(t_env: Any, topic: str) -> Any:
 
 def collect(stream: Any, job_name: str, limit: int = 100_000) -> list:
     """Run the job on the cluster and return everything ``stream`` emitted (bounded sources end the job)."""
-    with stream.execute_and_collect(job_name) as results:
+    with stream.execute_and_collect(flink_jobs.owned(job_name)) as results:
         return [row for _, row in zip(range(limit), results, strict=False)]
 
 

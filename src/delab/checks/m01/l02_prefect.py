@@ -6,6 +6,7 @@ Prefect is imported inside the checks, so this file loads in every kernel."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import itertools
 import logging
@@ -104,8 +105,10 @@ def _raise_if_unsolved(state: Any) -> None:
 
 
 def _task_runs(flow_run_id: Any, expect: int = 1) -> list[dict]:
-    """The task runs of a flow run, read back from the server."""
-    return _server().task_runs(flow_run_id, expect=expect, timeout=2.0)
+    """The task runs of a flow run, read back from the server. They arrive as events a server-side service
+    records, seconds late on a busy machine: a right answer returns as soon as they are all in; only an answer
+    with fewer tasks than expected waits the whole timeout."""
+    return _server().task_runs(flow_run_id, expect=expect, timeout=15.0)
 
 
 def _compare_report(got: pd.DataFrame, day: date | str, what: str) -> None:
@@ -295,6 +298,26 @@ def cached_extract(cached_extract) -> None:
 # ------------------------------------------------------------------------------------------- e3: retries
 
 
+def _counting_attempts(fetch_rates: Any, rates_service: Any, day: str) -> tuple[Any, list[int]]:
+    """A copy of the task whose every attempt records how many requests for ``day`` the service got during it."""
+    import functools
+
+    per_attempt: list[int] = []
+    body = fetch_rates.fn
+
+    @functools.wraps(body)
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        before = len(rates_service.attempts(day))
+        try:
+            return body(*args, **kwargs)
+        finally:
+            per_attempt.append(len(rates_service.attempts(day)) - before)
+
+    copy = fetch_rates.with_options()
+    copy.fn = counted
+    return copy, per_attempt
+
+
 @exercise("m01.l02.e3")
 def fetch_rates_with_backoff(fetch_rates, rates_service) -> None:
     """Retries with exponential backoff and jitter: survive a flaky API, give up cleanly when it stays down."""
@@ -337,11 +360,20 @@ def fetch_rates_with_backoff(fetch_rates, rates_service) -> None:
     day = "2026-03-07"
     rates_service.clear()
     rates_service.fail_next(3)
+    counted, requests_per_attempt = _counting_attempts(fetch_rates, rates_service, day)
     try:
-        inner = _run_task_in_flow(fetch_rates, "m01-l02-check-rates", day)
+        inner = _run_task_in_flow(counted, "m01-l02-check-rates", day)
     finally:
         rates_service.recover()
     attempts = rates_service.attempts(day)
+    # Counted per attempt, not timed: a retry loop inside the task sends several requests in one attempt, however
+    # long each request takes on a busy machine.
+    if any(n > 1 for n in requests_per_attempt):
+        raise WrongAnswer(
+            f"one attempt of your task sent {max(requests_per_attempt)} requests: it retries inside the task, so the "
+            f"waits between requests are shorter than the configured {delays}.",
+            hint="let Prefect wait between retries (retry_delay_seconds); do not retry inside the task.",
+        )
     if not attempts:
         raise WrongAnswer(
             "the rates service received no request for the day asked.",
@@ -477,9 +509,18 @@ def _probe_hook(hook, state) -> str:
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
+#: the wait the check gives a trigger_and_wait that takes a ``timeout``: the lab's 60 s can pass before a run
+#: ends on a busy machine, and "returned while the run was RUNNING" would then blame a right answer
+RUN_WAIT_TIMEOUT = 600
+
+
 @learner_code("your trigger_and_wait")
 def _trigger(fn, deployment_id: str, day: str):
-    return fn(deployment_id, day)
+    try:
+        takes_timeout = "timeout" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        takes_timeout = False
+    return fn(deployment_id, day, timeout=RUN_WAIT_TIMEOUT) if takes_timeout else fn(deployment_id, day)
 
 
 @exercise("m01.l02.e5")

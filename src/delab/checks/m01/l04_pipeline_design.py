@@ -56,6 +56,32 @@ def _load(fn, conn, day):
     return fn(conn, day)
 
 
+def _quarantine_one_line(conn, day: str, order_id: int) -> None:
+    """Hold the first line of an order in quarantine, as a fix of an earlier failure would."""
+    conn.execute(
+        f"INSERT INTO {SCHEMA}.quarantine (day, order_id, line_no, reason) SELECT day, order_id, min(line_no), "
+        f"'held by the check' FROM {SCHEMA}.staging_lines WHERE day = %s AND order_id = %s GROUP BY day, order_id",
+        (day, order_id),
+    )
+
+
+def _judge_load(conn, day: str, when: str) -> None:
+    got, want = loaded_fact(conn, day), expected_fact(conn, day)
+    if _same(got, want):
+        return
+    held = {o for (o,) in conn.execute(f"SELECT order_id FROM {SCHEMA}.quarantine WHERE day = %s", (day,))}
+    if held & set(got.order_id) - set(want.order_id):
+        raise WrongAnswer(
+            f"{when}, the facts of {day} hold {len(held & set(got.order_id))} order(s) that have a line in quarantine.",
+            hint="leave out every order with a line in m01_l04.quarantine for that day (NOT EXISTS), the whole "
+            "order, not only the quarantined line.",
+        )
+    raise WrongAnswer(
+        f"{when}, the facts of {day} differ from the staged lines.",
+        hint="one row per order: the sum of quantity * unit_price of its staged lines.",
+    )
+
+
 @exercise("m01.l04.e1")
 def idempotent_load(load_day) -> None:
     """Loading a day replaces exactly that day, however often it runs."""
@@ -64,13 +90,18 @@ def idempotent_load(load_day) -> None:
             shop_pipeline.reset_day(conn, SCHEMA, day)
             shop_pipeline.extract_day(conn, SCHEMA, day)
         first, other = LOAD_DAYS
+        multi_line = [
+            o
+            for (o,) in conn.execute(
+                f"SELECT order_id FROM {SCHEMA}.staging_lines WHERE day = %s GROUP BY order_id "
+                "HAVING count(*) >= 2 ORDER BY order_id LIMIT 2",
+                (first,),
+            )
+        ]
+        _quarantine_one_line(conn, first, multi_line[0])  # held before the first load
         for day in LOAD_DAYS:
             _load(load_day, conn, day)
-            if not _same(loaded_fact(conn, day), expected_fact(conn, day)):
-                raise WrongAnswer(
-                    f"after one load, the facts of {day} differ from the staged lines.",
-                    hint="one row per order: the sum of quantity * unit_price of its staged lines.",
-                )
+            _judge_load(conn, day, "after one load")
         _load(load_day, conn, first)
         if not _same(loaded_fact(conn, first), expected_fact(conn, first)):
             raise WrongAnswer(
@@ -82,7 +113,8 @@ def idempotent_load(load_day) -> None:
         # a late correction arrives in staging: the next run must pick it up
         conn.execute(
             f"UPDATE {SCHEMA}.staging_lines SET quantity = quantity + 1 WHERE day = %s AND "
-            f"(order_id, line_no) = (SELECT order_id, line_no FROM {SCHEMA}.staging_lines WHERE day = %s "
+            f"(order_id, line_no) = (SELECT order_id, line_no FROM {SCHEMA}.staging_lines s WHERE day = %s "
+            f"AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.quarantine q WHERE q.day = s.day AND q.order_id = s.order_id) "
             "ORDER BY order_id, line_no LIMIT 1)",
             (first, first),
         )
@@ -92,6 +124,45 @@ def idempotent_load(load_day) -> None:
                 "a corrected line in staging did not reach the facts on the next run.",
                 hint="skipping rows that already exist keeps stale values: replace them.",
             )
+        # an order quarantined after the day was loaded must leave the facts on the next run
+        _quarantine_one_line(conn, first, multi_line[1])
+        _load(load_day, conn, first)
+        if multi_line[1] in set(loaded_fact(conn, first).order_id):
+            raise WrongAnswer(
+                f"order {multi_line[1]}, quarantined after {first} was loaded, is still in the facts after a re-run.",
+                hint="an insert or upsert never removes a row: replace the day — delete its rows, then insert.",
+            )
+        _judge_load(conn, first, "after a re-run")
+        _crash_midway(load_day, conn, first)
+
+
+def _crash_midway(load_day, conn, day: str) -> None:
+    """A staged line too big for the facts' numeric(12, 2) makes the insert fail after the delete: the day's old
+    rows must survive, which only a transaction guarantees (the connection commits each statement)."""
+    before = loaded_fact(conn, day)
+    conn.execute(
+        f"INSERT INTO {SCHEMA}.staging_lines SELECT day, order_id, 999, product_id, 1, 1e11 "
+        f"FROM {SCHEMA}.staging_lines WHERE day = %s AND (order_id, line_no) = (SELECT order_id, line_no FROM "
+        f"{SCHEMA}.staging_lines s WHERE day = %s AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.quarantine q "
+        "WHERE q.day = s.day AND q.order_id = s.order_id) ORDER BY order_id DESC, line_no LIMIT 1)",
+        (day, day),
+    )
+    try:
+        load_day(conn, day)
+    except Exception:  # expected: the overflow; what matters is what the failed load left behind
+        pass
+    finally:
+        if not conn.autocommit:
+            conn.rollback()
+        conn.execute(f"DELETE FROM {SCHEMA}.staging_lines WHERE day = %s AND line_no = 999", (day,))
+    after = loaded_fact(conn, day)
+    if not _same(after, before):
+        _load(load_day, conn, day)  # leave the day loaded for the rest of the lab
+        raise WrongAnswer(
+            f"a load of {day} that failed midway (a revenue too big for numeric(12, 2)) left {len(after)} of its "
+            f"{len(before)} facts.",
+            hint="delete and insert in one transaction (with conn.transaction():), so a crash keeps the old rows.",
+        )
 
 
 # ------------------------------------------------------------------------------------------------ alerting
@@ -221,7 +292,15 @@ def recovery(recover, build_pipeline) -> None:
         ).fetchone()[0]
         if staged != source:
             raise WrongAnswer("lines disappeared from staging.", hint="quarantine them; do not delete them.")
-        if not _same(loaded_fact(conn, POISON_DAY), expected_fact(conn, POISON_DAY)):
+        got, want = loaded_fact(conn, POISON_DAY), expected_fact(conn, POISON_DAY)
+        if not _same(got, want):
+            if set(got.order_id) - set(want.order_id) & {o for o, _ in quarantined}:
+                raise WrongAnswer(
+                    "the recovery went right, but the facts hold quarantined orders: your load_day (exercise 1) "
+                    "ignores the quarantine.",
+                    hint="fix load_day so it leaves out orders with a line in m01_l04.quarantine, then run this "
+                    "check again.",
+                )
             raise WrongAnswer("the facts of the recovered day are incomplete.", hint="load must run after the fix.")
 
 
@@ -247,12 +326,55 @@ def expected_reconciliation(conn) -> pd.DataFrame:
     return out.sort_values("day", ignore_index=True)
 
 
+RECONCILE_DAY = "2026-03-21"  # a day no other step of the lab loads
+
+
+def _reconcile_fixture(conn) -> None:
+    """Inside the check's transaction: a day where a whole order of several lines is quarantined and one loaded
+    order went missing — so counting lines, or `>=` instead of `=`, shows."""
+    day = RECONCILE_DAY
+    shop_pipeline.reset_day(conn, SCHEMA, day)
+    shop_pipeline.extract_day(conn, SCHEMA, day)
+    conn.execute(
+        f"INSERT INTO {SCHEMA}.quarantine (day, order_id, line_no, reason) SELECT day, order_id, line_no, "
+        f"'held by the check' FROM {SCHEMA}.staging_lines WHERE day = %(day)s AND order_id = (SELECT order_id "
+        f"FROM {SCHEMA}.staging_lines WHERE day = %(day)s GROUP BY order_id HAVING count(*) >= 2 "
+        "ORDER BY order_id LIMIT 1)",
+        {"day": day},
+    )
+    conn.execute(
+        f"""INSERT INTO {SCHEMA}.fact_order_revenue (order_id, day, revenue)
+            SELECT order_id, day, round(sum(quantity * unit_price)::numeric, 2) FROM {SCHEMA}.staging_lines s
+            WHERE day = %(day)s AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.quarantine q WHERE q.day = s.day
+                                                AND q.order_id = s.order_id)
+            GROUP BY order_id, day""",
+        {"day": day},
+    )
+    conn.execute(
+        f"DELETE FROM {SCHEMA}.fact_order_revenue WHERE order_id = (SELECT max(order_id) FROM "
+        f"{SCHEMA}.fact_order_revenue WHERE day = %s)",
+        (day,),
+    )
+
+
+def _line_counts(conn) -> tuple[pd.DataFrame, pd.DataFrame]:
+    source = _frame(
+        conn,
+        f"SELECT o.order_ts::date AS day, count(*) AS n FROM {SCHEMA}.orders o JOIN {SCHEMA}.order_items "
+        "USING (order_id) WHERE o.status <> 'cancelled' GROUP BY 1",
+    )
+    held = _frame(conn, f"SELECT day, count(*) AS n FROM {SCHEMA}.quarantine GROUP BY 1")
+    return source, held
+
+
 @exercise("m01.l04.e4")
 def reconciliation(reconciliation_sql: str) -> None:
     """Per loaded day: orders in the source = orders loaded + orders held in quarantine."""
-    with clients.postgres() as conn:
+    with clients.postgres() as conn, conn.transaction(force_rollback=True):  # the fixture day is never kept
+        _reconcile_fixture(conn)
         want = expected_reconciliation(conn)
         got = _run(conn, reconciliation_sql)
+        source_lines, held_lines = _line_counts(conn)
     need = ["day", "source_orders", "loaded_orders", "quarantined_orders", "complete"]
     if list(got.columns) != need:
         raise WrongAnswer(f"expected the columns {need}, got {list(got.columns)}.", hint="name them with AS.")
@@ -262,12 +384,32 @@ def reconciliation(reconciliation_sql: str) -> None:
             f"expected one row per day that was loaded or quarantined ({len(want)} days), got {len(got)}.",
             hint="start from the days present in the facts or the quarantine.",
         )
+    lines = {"source_orders": source_lines, "quarantined_orders": held_lines}
     for column in need[1:4]:
-        if (got[column].astype(int).to_numpy() != want[column].to_numpy()).any():
+        try:
+            values = got[column].astype(int).to_numpy()
+        except (TypeError, ValueError):
+            raise WrongAnswer(f"{column} holds something other than counts.", hint="coalesce(count, 0)") from None
+        if (values != want[column].to_numpy()).any():
+            if column in lines:
+                per_line = want[["day"]].merge(lines[column], on="day", how="left").n.fillna(0).astype(int)
+                if (values == per_line.to_numpy()).all():
+                    raise WrongAnswer(
+                        f"{column} counts order lines: an order with several lines is counted several times.",
+                        hint="count orders — count(DISTINCT order_id), or count the orders table itself.",
+                    )
             raise WrongAnswer(
                 f"{column} is off for some days.", hint="count orders, not lines; the source excludes cancelled orders."
             )
-    if (got.complete.astype(bool).to_numpy() != want.complete.to_numpy()).any():
+    complete = got.complete.astype(bool).to_numpy()
+    if (complete != want.complete.to_numpy()).any():
+        if (complete & ~want.complete.to_numpy()).any() and (
+            want.source_orders >= want.loaded_orders + want.quarantined_orders
+        ).to_numpy()[complete].all():
+            raise WrongAnswer(
+                "a day where an order is neither loaded nor quarantined is reported complete.",
+                hint="complete means source = loaded + quarantined exactly; `>=` hides missing orders.",
+            )
         raise WrongAnswer(
             "complete does not say whether source = loaded + quarantined.", hint="compare the three counts in SQL."
         )

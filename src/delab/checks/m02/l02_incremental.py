@@ -100,7 +100,7 @@ def _upsert(conn, sql_template, target, staging):
 
 
 def _target(conn, table) -> pd.DataFrame:
-    return _frame(conn, f"SELECT order_id, status, updated_at FROM {table} ORDER BY order_id")
+    return _frame(conn, f"SELECT {', '.join(incremental.ORDER_COLUMNS)} FROM {table} ORDER BY order_id")
 
 
 def _stage(conn, staging: str, frame: pd.DataFrame) -> None:
@@ -121,13 +121,16 @@ def newer_wins_upsert(upsert_sql) -> None:
     second = orders.iloc[:100].copy()  # 100 updated orders …
     second["status"] = "shipped"
     second["updated_at"] = second.updated_at + pd.Timedelta(hours=1)
+    # … some of them corrected in other columns too, so an update of only status/updated_at shows
+    second.loc[:29, "channel"] = second.loc[:29, "channel"].map(lambda c: "app" if c != "app" else "web")
+    second.loc[20:39, "customer_id"] = second.loc[20:39, "customer_id"] + 1
     second = pd.concat([second, orders.iloc[300:350]], ignore_index=True)  # … and 50 new ones
     target, staging = f"{SCHEMA}.check_upsert_target", f"{SCHEMA}.check_upsert_staging"
 
     def expect(*batches):
         merged = pd.concat(batches).sort_values("updated_at", kind="stable")
         merged = merged.drop_duplicates("order_id", keep="last").sort_values("order_id", ignore_index=True)
-        return merged[["order_id", "status", "updated_at"]]
+        return merged[list(incremental.ORDER_COLUMNS)]
 
     with clients.postgres() as conn:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
@@ -153,7 +156,17 @@ def newer_wins_upsert(upsert_sql) -> None:
                     hint="one row per order_id: insert the keys the target does not have yet.",
                 )
             merged = got.merge(want, on="order_id", suffixes=("", "_want"))
-            differs = (merged.status != merged.status_want) | (merged.updated_at != merged.updated_at_want)
+            versions = (merged.status != merged.status_want) | (merged.updated_at != merged.updated_at_want)
+            others = (merged.channel != merged.channel_want) | (merged.customer_id != merged.customer_id_want)
+            differs = versions | others
+            if others.any() and not versions.any():
+                stale = [c for c in ("customer_id", "channel") if (merged[c] != merged[f"{c}_want"]).any()]
+                raise WrongAnswer(
+                    f"after applying {what}, {int(others.sum())} rows have the new status and updated_at but an "
+                    f"old {' and '.join(stale)}.",
+                    hint="a newer version replaces the whole row: SET every non-key column from EXCLUDED "
+                    "(or the MERGE source).",
+                )
             if differs.any():
                 if batch is first and len(want) > len(first):  # the replay step
                     raise WrongAnswer(
@@ -208,7 +221,21 @@ def _snapshots() -> tuple[pd.DataFrame, pd.DataFrame]:
     )
     new = customers[["customer_id", "country", "segment"]].iloc[300:325].copy()
     new["country"] = new.country.str.upper()
-    return first, pd.concat([second, new], ignore_index=True)
+    # unknown segments: five customers start without one, three of them get one, three others lose theirs —
+    # changes to and from NULL, which `<>` does not see
+    first["segment"] = first.segment.astype(object)
+    first.loc[50:54, "segment"] = None
+    second = pd.concat([second, new], ignore_index=True)
+    second["segment"] = second.segment.astype(object)
+    second.loc[50:54, "segment"] = None
+    second.loc[50:52, "segment"] = "student"
+    second.loc[55:57, "segment"] = None
+    # a third snapshot: customers that changed at the second change again, so a load that closes more than the
+    # current version rewrites history it should leave alone
+    third = second.copy()
+    third.loc[10:19, "country"] = "IT"
+    third.loc[60:64, "country"] = third.loc[60:64, "country"].map(lambda c: "ES" if c != "ES" else "PT")
+    return first, second, third
 
 
 def _expected_dim(snapshots: list[tuple[pd.Timestamp, pd.DataFrame]]) -> pd.DataFrame:
@@ -237,8 +264,8 @@ def _expected_dim(snapshots: list[tuple[pd.Timestamp, pd.DataFrame]]) -> pd.Data
 @exercise("m02.l02.e3")
 def scd2_history(scd2_load) -> None:
     """SCD type 2: a changed customer gets a new current version and the old one is closed; re-runs add nothing."""
-    first, second = _snapshots()
-    t1, t2 = pd.Timestamp("2026-03-01 00:00:00"), pd.Timestamp("2026-03-15 00:00:00")
+    first, second, third = _snapshots()
+    t1, t2, t3 = (pd.Timestamp(f"2026-03-{d} 00:00:00") for d in ("01", "15", "29"))
     dim, snapshot = f"{SCHEMA}.check_dim_customer", f"{SCHEMA}.check_customer_snapshot"
     with clients.postgres() as conn:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
@@ -255,6 +282,7 @@ def scd2_history(scd2_load) -> None:
             (t1, first, "the first snapshot"),
             (t2, second, "the second snapshot"),
             (t2, second, "the second snapshot again"),
+            (t3, third, "a third snapshot"),
         ]
         for k, (as_of, snap, what) in enumerate(runs):
             conn.execute(f"TRUNCATE {snapshot}")
@@ -286,11 +314,25 @@ def _compare_dim(got: pd.DataFrame, want: pd.DataFrame, what: str) -> None:
             hint="a customer whose attributes did not change gets no new version — so a re-run adds nothing.",
         )
     if len(got) < len(want):
+        per_customer = got.groupby("customer_id").size().reindex(want.customer_id.unique(), fill_value=0)
+        short = per_customer[per_customer < want.groupby("customer_id").size()].index
+        missed = want[want.customer_id.isin(short)]
+        if len(short) and missed.groupby("customer_id").segment.apply(lambda s: s.isna().any()).all():
+            raise WrongAnswer(
+                f"after {what}, {len(short)} customers whose segment changed to or from NULL got no new version.",
+                hint="`a <> b` is NULL, not true, when either side is NULL: compare with IS DISTINCT FROM.",
+            )
         raise WrongAnswer(
             f"after {what}, the dimension has {len(got)} versions; expected {len(want)}.",
             hint="type 2 keeps history: a change adds a version instead of overwriting the old one.",
         )
     got = got.reset_index(drop=True)
+    closed = want.valid_to.notna() & got.valid_to.notna() & (got.valid_to > want.valid_to)
+    if closed.any() and (got.customer_id == want.customer_id).all():
+        raise WrongAnswer(
+            f"after {what}, {int(closed.sum())} versions that were already closed got a later valid_to.",
+            hint="close only the customer's current version (AND is_current): older versions are history.",
+        )
     for column, hint in (
         ("customer_id", "one version per customer and change; new customers get their first version."),
         ("valid_from", "a new version is valid from the snapshot's as_of."),
@@ -317,6 +359,45 @@ def _xmins(conn, schema) -> dict[int, str]:
     return dict(conn.execute(f"SELECT order_id, xmin::text FROM {schema}.dw_orders").fetchall())
 
 
+AT_BOUND = 10**12  # an order id the shop never uses
+
+
+_FAIL_ONCE = """
+CREATE OR REPLACE FUNCTION {schema}.check_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the check made this write fail on purpose'; END $$;
+CREATE TRIGGER check_fail BEFORE INSERT OR UPDATE ON {schema}.{table} FOR EACH STATEMENT
+EXECUTE FUNCTION {schema}.check_fail();
+"""
+
+
+def _atomic_or_nothing(run_increment, conn, schema: str) -> None:
+    """From an empty target, make each of the run's two writes fail in turn: the other one must not stay behind
+    (one transaction). Then load the first run again, as it was."""
+    for table, what in (("watermarks", "saving the watermark"), ("dw_orders", "loading the rows")):
+        conn.execute(f"TRUNCATE {schema}.dw_orders, {schema}.watermarks")
+        conn.execute(_FAIL_ONCE.format(schema=schema, table=table))
+        try:
+            with clients.postgres() as fresh:
+                run_increment(fresh, schema)
+        except NotImplementedError:
+            raise
+        except Exception:  # expected: the write failed — what matters is what it left behind
+            pass
+        finally:
+            conn.execute(f"DROP TRIGGER check_fail ON {schema}.{table}")
+        loaded = conn.execute(f"SELECT count(*) FROM {schema}.dw_orders").fetchone()[0]
+        saved = incremental.get_watermark(conn, schema)
+        if loaded or saved is not None:
+            left = f"{loaded} rows loaded" if loaded else "the watermark saved"
+            raise WrongAnswer(
+                f"when {what} failed, the run still left {left}.",
+                hint="read the watermark, load the rows and save the new watermark in one transaction "
+                "(with conn.transaction():), so a failure leaves nothing half done.",
+            )
+    conn.execute(f"TRUNCATE {schema}.dw_orders, {schema}.watermarks")
+    _run(run_increment, schema)
+
+
 @exercise("m02.l02.e4")
 def late_commit_safe_run(run_increment) -> None:
     """Incremental runs keep a watermark in the database, catch a late-committing transaction, rewrite nothing twice."""
@@ -336,12 +417,17 @@ def late_commit_safe_run(run_increment) -> None:
                 f"the first run left {report['missing_in_target']} source rows out of the target.",
                 hint="with no watermark yet, the first run takes everything up to its upper bound.",
             )
+        _atomic_or_nothing(run_increment, conn, schema)
 
         late = clients.postgres(autocommit=False)
         try:
             late.execute(
                 f"INSERT INTO {schema}.src_orders (order_id, customer_id, channel, status) VALUES (1, 1, 'web', 'new')"
             )  # updated_at = now() = this transaction's start; it commits only after the next run
+            (late_start,) = late.execute("SELECT now()").fetchone()
+            # a committed row stamped exactly at that start, which is where the next run's bound will be: it
+            # belongs to the run after, and a run taking `<= bound` loads it twice
+            conn.execute(f"INSERT INTO {schema}.src_orders VALUES (%s, 1, 'web', 'new', %s)", (AT_BOUND, late_start))
             time.sleep(0.05)
             conn.execute(
                 f"INSERT INTO {schema}.src_orders (order_id, customer_id, channel, status) VALUES (2, 1, 'app', 'new')"
@@ -352,6 +438,7 @@ def late_commit_safe_run(run_increment) -> None:
             )
             _run(run_increment, schema)
             held_at = incremental.get_watermark(conn, schema)  # where the run stopped while order 1 was open
+            at_bound_first = _xmins(conn, schema).get(AT_BOUND)
             late.commit()
         finally:
             late.close()
@@ -385,6 +472,12 @@ def late_commit_safe_run(run_increment) -> None:
                 f"after the runs, the target misses {report['missing_in_target']} rows and has "
                 f"{report['stale_in_target']} out of date.",
                 hint="upsert the extracted rows (new keys inserted, changed ones updated).",
+            )
+        if held_at == late_start and at_bound_first is not None and _xmins(conn, schema)[AT_BOUND] != at_bound_first:
+            raise WrongAnswer(
+                f"order {AT_BOUND}, stamped exactly at a run's upper bound, was loaded by that run and again by the "
+                "next one.",
+                hint="rows at exactly the bound belong to the next run: updated_at < bound, not <=.",
             )
         before = _xmins(conn, schema)
         _run(run_increment, schema)

@@ -119,20 +119,23 @@ def no_acked_write_lost(producer_settings: dict) -> None:
             f"bootstrap_servers={elsewhere!r} is not the 3-node cluster.",
             hint="leave bootstrap_servers out: the check adds the cluster's.",
         )
+    given = producer_settings
+    producer_settings = {**cluster.TEAM_PRODUCER_SETTINGS, **given}  # the answer overrides the team's settings
     idempotent = _effective_idempotence(producer_settings)
     topic = kb.create_topic(_name("acks"), 1, 3, {"min.insync.replicas": "2"}, bootstrap=cluster.bootstrap())
     report = learner_code("a producer with your settings")(cluster.acks_under_failover)(topic, producer_settings)
     if report.lost:
         raise WrongAnswer(
             f"{len(report.lost)} of {len(report.acked)} acknowledged writes were lost when the leader crashed "
-            f"before its followers had copied them (acks={producer_settings.get('acks', 'default')}).",
+            f"before its followers had copied them (acks={producer_settings.get('acks')}"
+            f"{'' if 'acks' in given else ', the team setting you kept'}).",
             hint="an acknowledgement is only as durable as the copies that exist when it is sent: "
             "which acks setting waits for the in-sync followers?",
         )
     if report.failed:
         raise WrongAnswer(
             f"the producer gave up on {len(report.failed)} writes ({sorted(set(report.failed.values()))}) while "
-            f"the cluster elected a new leader.",
+            f"the cluster elected a new leader (retries={producer_settings.get('retries')}).",
             hint="a leader change takes seconds: let the producer retry until its delivery timeout.",
         )
     if len(report.acked) != report.sent:
@@ -145,7 +148,7 @@ def no_acked_write_lost(producer_settings: dict) -> None:
     # This crash happened to store nothing twice (the new leader never had the unreplicated batches), but a
     # retry after a lost acknowledgement does whenever the old leader had replicated the batch.
     if not idempotent:
-        explicit = producer_settings.get("enable_idempotence") is False
+        explicit = "enable_idempotence" in producer_settings
         raise WrongAnswer(
             "nothing was lost, but the producer is not idempotent"
             + ("" if explicit else " (kafka-python turned idempotence off because another setting conflicts with it)")

@@ -128,14 +128,22 @@ def parsed_orders(parse_orders: Callable) -> None:
 # --------------------------------------------------------------------------------------- e2: backfill trigger
 
 
-def _wait_until_done(query: Any, rows: int, timeout: float = 120.0, grace: float = 10.0) -> None:
-    """Wait until the query stops by itself, or has processed all ``rows`` and then kept running for ``grace``
-    seconds (a query that waits for new data forever), or ``timeout`` passed."""
+def _wait_until_done(query: Any, rows: int, timeout: float = 120.0) -> None:
+    """Wait until the query stops by itself, or has processed all ``rows`` while its trigger (read back from
+    the query) never stops, or ``timeout`` passed. Only when Spark does not say which trigger runs: all rows
+    processed and still running 10 s later counts as never stopping."""
+    trigger = _trigger(query)
+    if trigger.startswith(("AvailableNowTrigger", "OneTimeTrigger")):
+        grace: float | None = None  # stops by itself, however long a busy machine makes it take
+    elif trigger.startswith(("ProcessingTimeTrigger", "ContinuousTrigger")):
+        grace = 0.0  # never stops by itself: no need to watch it idle
+    else:
+        grace = 10.0
     deadline, drained_at = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         if query.awaitTermination(1):
             return
-        if sum(p["numInputRows"] for p in query.recentProgress) >= rows:
+        if grace is not None and sum(p["numInputRows"] for p in query.recentProgress) >= rows:
             drained_at = drained_at or time.monotonic()
             if time.monotonic() - drained_at > grace:
                 return

@@ -50,10 +50,14 @@ def as_of_read(read_as_of) -> None:
     probes = [
         (first.timestamp_ms + (second.timestamp_ms - first.timestamp_ms) // 2, first, "between two commits"),
         (second.timestamp_ms + 0.5, second, "half a millisecond after a commit"),
+        (third.timestamp_ms, third, "exactly at a commit's time"),
         (third.timestamp_ms + 60_000, third, "after the last commit"),
     ]
     for millis, want, where in probes:
         when = EPOCH + dt.timedelta(milliseconds=millis)  # exact, unlike a float of seconds
+        # `int(when.timestamp() * 1000)` is exact for such a time; were it ever 1 ms short, the snapshot before
+        # is what a right answer reads at a commit's exact time, and it is accepted there
+        lenient = millis == want.timestamp_ms and int(when.timestamp() * 1000) < millis
         try:
             got = _run_as_of(read_as_of, table, when)
         except WrongAnswer as wrong:
@@ -71,6 +75,14 @@ def as_of_read(read_as_of) -> None:
         ids = _ids(got)
         if ids == expected_rows[want.snapshot_id]:
             continue
+        before = snapshots[snapshots.index(want) - 1]
+        if millis == want.timestamp_ms and ids == expected_rows[before.snapshot_id]:
+            if lenient:
+                continue
+            raise WrongAnswer(
+                f"{where}, you read the snapshot before that commit.",
+                hint="a snapshot committed exactly at T is the table as of T: at or before means <=, not <.",
+            )
         for other in snapshots:
             if ids == expected_rows[other.snapshot_id]:
                 if other.timestamp_ms > millis:
@@ -93,43 +105,78 @@ def _run_undo(fn, table, job):
     return fn(table, job)
 
 
+def _bad_rows(rows: pa.Table, start: int, count: int) -> pa.Table:
+    bad = rows.slice(start, count)
+    return bad.set_column(bad.schema.get_field_index("status"), "status", pa.array(["lost"] * count))
+
+
 @exercise("m04.l03.e2")
 def rollback_bad_write(undo_job) -> None:
     """The bad job's commits are undone by pointing the table back at the snapshot before them; history keeps them."""
     table, rows = history_table("orders_rollback")
     good = table.current_snapshot()
     good_ids = _ids(table.scan().to_arrow())
-    history = {s.snapshot_id for s in table.snapshots()}
-    bad_rows = rows.slice(0, 50)
-    bad_rows = bad_rows.set_column(bad_rows.schema.get_field_index("status"), "status", pa.array(["lost"] * 50))
-    table.overwrite(bad_rows, snapshot_properties={"job": "fixup"})  # the bug: replaced the table with 50 rows
-    before = {s.snapshot_id for s in table.snapshots()}
-    bad = before - history
-    _run_undo(undo_job, table, "fixup")
+
+    def overwrite_then_append(table):  # the bug: replaced the table with 50 rows, then added 20 more
+        table.overwrite(_bad_rows(rows, 0, 50), snapshot_properties={"job": "fixup"})
+        table.append(_bad_rows(rows, 50, 20), snapshot_properties={"job": "fixup"})
+
+    def append_only(table):  # the same job run again after the rollback: one snapshot this time
+        table.append(_bad_rows(rows, 70, 20), snapshot_properties={"job": "fixup"})
+
+    # two bad runs writing a different number of snapshots: no fixed position in the history fits both
+    for write, what in (
+        (overwrite_then_append, "a bad run that committed three snapshots (an overwrite, then an append)"),
+        (append_only, "a second bad run that committed one snapshot"),
+    ):
+        table = table.catalog.load_table(table.name())
+        history = {s.snapshot_id for s in table.snapshots()}
+        write(table)
+        table = table.catalog.load_table(table.name())
+        before = {s.snapshot_id for s in table.snapshots()}
+        _judge_rollback(undo_job, table, good, good_ids, before - history, before, what)
+
+
+def _judge_rollback(undo_job, table, good, good_ids: list[int], bad: set[int], before: set[int], what: str) -> None:
+    try:
+        _run_undo(undo_job, table, "fixup")
+    except WrongAnswer as wrong:
+        if "not an ancestor" not in wrong.message:
+            raise
+        raise WrongAnswer(
+            f"after {what}, you rolled back to a snapshot that is not an ancestor of the current one: the list of "
+            "snapshots also holds those a rollback left off the table's lineage.",
+            hint="walk back from the current snapshot through parent_snapshot_id past every snapshot whose summary "
+            "names the job — a fixed position in the snapshot list only fits one history.",
+        ) from None
     after = table.catalog.load_table(table.name())
     current = after.current_snapshot()
     ids = _ids(after.scan().to_arrow())
     if current.snapshot_id not in before:
         raise WrongAnswer(
-            "you wrote a new snapshot on top of the bad ones: the data may be back, but as a corrective write, "
-            "not a rollback.",
+            f"after {what}, you wrote a new snapshot on top of the bad ones: the data may be back, but as a "
+            "corrective write, not a rollback.",
             hint="a rollback makes an existing snapshot current again and writes no data files.",
         )
     if current.snapshot_id in bad:
         raise WrongAnswer(
-            f"the table points at a snapshot the bad job wrote ({len(ids)} rows): an overwrite commits two "
-            "snapshots, a delete and then an append.",
-            hint="walk back from the current snapshot past every snapshot whose summary names the job.",
+            f"after {what}, the table points at a snapshot the bad job wrote ({len(ids)} rows); "
+            "note that an overwrite commits two snapshots, a delete and then an append.",
+            hint="walk back from the current snapshot past every snapshot whose summary names the job — "
+            "a fixed position in the snapshot list only fits one history.",
         )
     if current.snapshot_id != good.snapshot_id:
         if set(ids) < set(good_ids):
             raise WrongAnswer(
-                f"you went back too far: {len(good_ids) - len(ids)} rows of good writes are gone.",
+                f"after {what}, you went back too far: {len(good_ids) - len(ids)} rows of good writes are gone.",
                 hint="stop at the first snapshot that the bad job did not write.",
             )
-        raise WrongAnswer("the current snapshot is not the one before the bad write.")
+        raise WrongAnswer(
+            f"after {what}, the current snapshot is not the one before the bad write.",
+            hint="the snapshot to restore is the parent of the oldest of the job's latest snapshots.",
+        )
     if ids != good_ids:
-        raise WrongAnswer("the rows after the rollback differ from the rows before the bad write.")
+        raise WrongAnswer(f"after {what}, the rows differ from the rows before the bad write.")
     if not bad <= {s.snapshot_id for s in after.snapshots()}:
         raise WrongAnswer(
             "the bad snapshots were removed: the audit trail lost what happened.",

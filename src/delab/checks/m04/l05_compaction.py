@@ -127,6 +127,13 @@ def added_by_snapshot(table: Any) -> dict[int, int]:
     return out
 
 
+def summary_count(summary: Any, key: str, default: int = 0) -> int:
+    """A counter of a snapshot summary. pyiceberg's ``Summary.get(key, default)`` returns None, not the default,
+    for a key the commit did not write (an empty checkpoint commit of Flink's sink has no added-data-files)."""
+    value = summary.get(key)
+    return default if value is None else int(value)
+
+
 @learner_code("added_files_per_commit")
 def _added(fn: Any, table: Any) -> Any:
     return fn(table)
@@ -158,13 +165,13 @@ def _judge_added(got: Any, table: Any, where: str) -> None:
     if got == want:
         return
     summaries = {s.snapshot_id: s.summary for s in table.snapshots()}
-    if all(got[k] == int(summaries[k].get("total-data-files", -1)) for k in got):
+    if all(got[k] == summary_count(summaries[k], "total-data-files", -1) for k in got):
         raise WrongAnswer(
             f"{where}: you counted every file of the table at each snapshot.", hint="only the files it added."
         )
-    if all(got[k] == int(summaries[k].get("added-records", -1)) for k in got):
+    if all(got[k] == summary_count(summaries[k], "added-records", -1) for k in got):
         raise WrongAnswer(f"{where}: you counted rows, not files.", hint="the summary has a counter for data files.")
-    if all(got[k] == int(summaries[k].get("changed-partition-count", -1)) for k in got):
+    if all(got[k] == summary_count(summaries[k], "changed-partition-count", -1) for k in got):
         raise WrongAnswer(
             f"{where}: you counted the partitions each commit changed, not the files it added.",
             hint="one file per partition per commit is what the Flink job happens to write; count files.",

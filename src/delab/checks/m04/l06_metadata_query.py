@@ -238,7 +238,7 @@ def audited_append(fn: Any) -> None:
         if len(new) != 1:
             raise WrongAnswer(f"one call made {len(new)} snapshots, expected 1.", hint="a single append.")
         summary = ops.metadata_json(table.metadata_location)["snapshots"][-1]["summary"]
-        if int(summary.get("added-records", -1)) != rows.num_rows:
+        if int(summary.get("added-records") or -1) != rows.num_rows:
             raise WrongAnswer(f"the snapshot added {summary.get('added-records')} rows, not {rows.num_rows}.")
         if summary.get("written-by") != user:
             where = (

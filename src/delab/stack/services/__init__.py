@@ -11,6 +11,7 @@ from delab.stack.services.base import NativeService, ProcessSpec
 from delab.stack.services.connect import Connect
 from delab.stack.services.flink import Flink
 from delab.stack.services.kafka import Kafka
+from delab.stack.services.kubernetes import Kubernetes
 from delab.stack.services.mlflow import MLflow
 from delab.stack.services.postgres import Postgres
 from delab.stack.services.registry import Registry
@@ -18,7 +19,8 @@ from delab.stack.services.s3 import S3
 
 #: every service, in start order (dependencies first)
 SERVICES: dict[str, NativeService] = {
-    service.name: service for service in (Kafka(), Connect(), Postgres(), S3(), Flink(), Registry(), MLflow())
+    service.name: service
+    for service in (Kafka(), Connect(), Postgres(), S3(), Flink(), Registry(), MLflow(), Kubernetes())
 }
 NAMES: tuple[str, ...] = tuple(SERVICES)
 CORE: tuple[str, ...] = tuple(name for name, service in SERVICES.items() if not service.on_demand)

@@ -205,8 +205,9 @@ class Postgres(NativeService):
         password = pg.password.replace("'", "''")
         has_role = self.psql("postgres", f"SELECT 1 FROM pg_roles WHERE rolname = '{pg.user}'").stdout.strip()
         verb = "ALTER" if has_role else "CREATE"
-        # REPLICATION for Debezium's slot; CREATEDB so labs can make scratch databases
-        steps = [("postgres", f"{verb} ROLE \"{pg.user}\" LOGIN REPLICATION CREATEDB PASSWORD '{password}'")]
+        # REPLICATION for Debezium's slot; CREATEDB so labs can make scratch databases; CREATEROLE so module 07
+        # manages application roles and grants as code (OpenTofu's PostgreSQL provider connects as this role)
+        steps = [("postgres", f"{verb} ROLE \"{pg.user}\" LOGIN REPLICATION CREATEDB CREATEROLE PASSWORD '{password}'")]
         has_db = self.psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{pg.database}'").stdout.strip()
         if not has_db:
             steps.append(("postgres", f'CREATE DATABASE "{pg.database}" OWNER "{pg.user}"'))

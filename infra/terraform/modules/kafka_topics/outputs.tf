@@ -1,0 +1,14 @@
+output "topic_names" {
+  description = "Full topic names by short name."
+  value       = { for name, topic in kafka_topic.this : name => topic.name }
+}
+
+output "total_partitions" {
+  description = "Partitions across the set (what a managed Kafka bills by)."
+  value       = sum(concat([0], [for t in var.topics : t.partitions * t.replication_factor]))
+}
+
+output "acl_ids" {
+  description = "The ACLs created, by principal/resource type/operation."
+  value       = sort(keys(kafka_acl.this))
+}

@@ -1,0 +1,28 @@
+"""Infrastructure as code against the real stack (module 07).
+
+- ``delab.iac.tofu``: the OpenTofu binary and providers built by setup (a filesystem mirror, a CLI config that
+  points at it: ``tofu init`` never reaches a registry), and ``Tofu``, one wrapper over python-terraform that
+  fixes its quirks once;
+- ``delab.iac.backends``: state in the stack's Postgres (``backend "pg"``) or object store (``backend "s3"``
+  with OpenTofu's S3-native lock file).
+"""
+
+from __future__ import annotations
+
+from delab.iac.backends import pg_backend, s3_backend
+from delab.iac.roots import module_source, write_root
+from delab.iac.tofu import Plan, Tofu, TofuError, cli_config, modules_dir, tofu_bin, tofu_command
+
+__all__ = [
+    "Plan",
+    "Tofu",
+    "TofuError",
+    "cli_config",
+    "module_source",
+    "modules_dir",
+    "pg_backend",
+    "s3_backend",
+    "tofu_bin",
+    "tofu_command",
+    "write_root",
+]
