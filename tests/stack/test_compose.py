@@ -155,7 +155,9 @@ def test_credentials_match_delab_config(services):
     assert registry["APICURIO_DATASOURCE_PASSWORD"] == pg.password
     assert registry["APICURIO_DATASOURCE_URL"].endswith(f"/{config.SchemaRegistry.database}")
     init = (DOCKER / "postgres" / "initdb.d" / "10-delab.sql").read_text()
-    assert f"CREATE ROLE {pg.user} LOGIN REPLICATION CREATEDB PASSWORD '{pg.password}'" in init
+    from delab.stack.services.postgres import LEARNER_ROLE_ATTRIBUTES
+
+    assert f"CREATE ROLE {pg.user} {LEARNER_ROLE_ATTRIBUTES} PASSWORD '{pg.password}'" in init
     assert f"CREATE DATABASE {pg.database} OWNER {pg.user}" in init
     assert "CREATE PUBLICATION dbz_publication FOR ALL TABLES" in init
     for database in (config.SchemaRegistry.database, config.MLflow.database):

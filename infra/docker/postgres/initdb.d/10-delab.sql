@@ -1,5 +1,6 @@
 -- The learner role and database, as the native profile makes them (delab.stack.services.postgres).
-CREATE ROLE delab LOGIN REPLICATION CREATEDB PASSWORD 'delab';
+-- CREATEROLE: module 07 manages application roles and grants as code (OpenTofu's PostgreSQL provider).
+CREATE ROLE delab LOGIN REPLICATION CREATEDB CREATEROLE PASSWORD 'delab';
 CREATE DATABASE shop OWNER delab;
 \connect shop
 -- Debezium (pgoutput) uses this publication; FOR ALL TABLES needs a superuser, hence here.

@@ -58,6 +58,10 @@ def probe_postgres() -> None:
         raise ProbeFailed(f"SELECT 1 as {pg.user}@{pg.database}: {str(error).strip().splitlines()[-1]}") from None
 
 
+#: what the learner role may do, in both profiles (infra/docker/postgres/initdb.d/10-delab.sql says the same)
+LEARNER_ROLE_ATTRIBUTES = "LOGIN REPLICATION CREATEDB CREATEROLE"
+
+
 class Postgres(NativeService):
     """PostgreSQL from the system's binaries, wal_level=logical, with the learner role and database."""
 
@@ -207,7 +211,7 @@ class Postgres(NativeService):
         verb = "ALTER" if has_role else "CREATE"
         # REPLICATION for Debezium's slot; CREATEDB so labs can make scratch databases; CREATEROLE so module 07
         # manages application roles and grants as code (OpenTofu's PostgreSQL provider connects as this role)
-        steps = [("postgres", f"{verb} ROLE \"{pg.user}\" LOGIN REPLICATION CREATEDB CREATEROLE PASSWORD '{password}'")]
+        steps = [("postgres", f"{verb} ROLE \"{pg.user}\" {LEARNER_ROLE_ATTRIBUTES} PASSWORD '{password}'")]
         has_db = self.psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{pg.database}'").stdout.strip()
         if not has_db:
             steps.append(("postgres", f'CREATE DATABASE "{pg.database}" OWNER "{pg.user}"'))
