@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -100,6 +101,9 @@ def _path_with_uv() -> str:
     return path
 
 
+BUILD_ENV = {"BENTOML_DO_NOT_TRACK": "true", "NO_COLOR": "1", "TERM": "dumb"}
+
+
 def build(
     workdir: Path | str, service: str, name: str, *, include: list[str] | None = None, labels: dict | None = None
 ) -> str:
@@ -134,16 +138,30 @@ def build(
         if bento.info.labels.get("delab_fingerprint") == mark:
             return str(bento.tag)
     spec["labels"] = {**spec["labels"], "delab_fingerprint": mark}
-    (workdir / "bentofile.yaml").write_text(yaml.safe_dump(spec))
-    # No colours: in a notebook's kernel, rich highlights parts of the printed tag that look like hex pairs
-    # ("ce:4f") with escape codes, and the tag read back is then invalid — for some versions only.
-    done = subprocess.run(
-        [bentoml_bin(), "build", "--output", "tag", str(workdir)],
-        capture_output=True,
-        text=True,
-        cwd=workdir,
-        env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", "PATH": _path_with_uv(), "NO_COLOR": "1", "TERM": "dumb"},
-    )
+    # BentoML refuses to build from a folder below a hidden one ("Accessing hidden files is not allowed"), and a
+    # lab's folder lives under the project's .delab/: build from a copy of the sources in a plain temporary folder.
+    with tempfile.TemporaryDirectory(prefix="delab-bento-") as staging:
+        context = Path(staging)
+        for source in sources:
+            target = context / source.relative_to(workdir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+        (context / "bentofile.yaml").write_text(yaml.safe_dump(spec))
+        # No colours: in a notebook's kernel, rich highlights parts of the printed tag that look like hex pairs
+        # ("ce:4f") with escape codes, and the tag read back is then invalid — for some versions only.
+        done = subprocess.run(
+            [bentoml_bin(), "build", "--output", "tag", str(context)],
+            capture_output=True,
+            text=True,
+            cwd=context,
+            env={
+                **os.environ,
+                "BENTOML_DO_NOT_TRACK": "true",
+                "PATH": _path_with_uv(),
+                "NO_COLOR": "1",
+                "TERM": "dumb",
+            },
+        )
     if done.returncode != 0:
         last = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise RuntimeError("bentoml build failed: " + " | ".join(last))
