@@ -94,6 +94,28 @@ def connector_status(name: str) -> dict | None:
     return None if response.status_code == 404 else response.json()
 
 
+def wait_offsets_committed(name: str, timeout: float = 60.0) -> list[dict]:
+    """Wait until Connect has committed at least one source offset for the connector (its REST ``/offsets``,
+    KIP-875), and return them. Killing Connect before its first offset flush would make the restarted connector
+    snapshot the table again (``op = r``) instead of resuming the stream: wait for this before a crash test."""
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + timeout
+    url = f"{config.kafka().connect_url}/connectors/{name}/offsets"
+    while True:
+        try:
+            offsets = requests.get(url, timeout=10).json().get("offsets") or []
+        except (requests.RequestException, ValueError, AttributeError):
+            offsets = []
+        if offsets:
+            return offsets
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Connect committed no offset for {name} within {timeout:.0f} s: is its task running?")
+        time.sleep(0.25)
+
+
 def connectors() -> list[str]:
     import requests
 
