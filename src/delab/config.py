@@ -39,6 +39,11 @@ DEFAULT_PORTS: dict[str, int] = {
     "kafka_node2_controller": 19293,
     "kafka_node3": 19392,
     "kafka_node3_controller": 19393,
+    # module 07: a single-node broker with SASL/SCRAM and ACLs (lab 07.05), started by the lab beside the stack's
+    "kafka_secure": 19492,
+    "kafka_secure_controller": 19493,
+    # module 07: moto's AWS emulator in server mode (CloudFormation, lab 07.02), started by the lab
+    "moto": 15050,
     "jupyter": 8888,
 }
 
