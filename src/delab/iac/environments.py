@@ -34,6 +34,11 @@ def vault(path: str | Path, names: list[str] | tuple[str, ...]) -> dict[str, str
     return {name: stored[name] for name in names}
 
 
+def hcl(value: object) -> str:
+    """A Python value (dict, list, str, number, bool) as an HCL expression."""
+    return hcl_value(value)
+
+
 def tfvars(values: dict[str, object]) -> str:
     """The text of a .tfvars file setting these variables."""
     return "".join(f"{name} = {hcl_value(value)}\n" for name, value in values.items())

@@ -224,7 +224,7 @@ def _refusal(fn, tofu: Tofu, plan_file: Path, digest: str) -> Exception | None:
         fn(tofu, plan_file, digest)
     except NotImplementedError:
         raise
-    except Exception as error:  # noqa: BLE001 - any exception is a refusal; the check reads the state to judge it
+    except Exception as error:  # any exception is a refusal; the check reads the state to judge it
         return error
     return None
 
