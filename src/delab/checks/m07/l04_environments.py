@@ -54,17 +54,19 @@ module "platform" {{
 """
 
 
-def _sizing_feedback(message: str) -> WrongAnswer:
-    text = message.lower()
-    if "replication_factor" in text or "brokers" in text:
+def _sizing_feedback(error: TofuError) -> WrongAnswer:
+    """The module's own validation message (from tofu's whole output) with the matching hint."""
+    text = " ".join(error.output.split()).lower()
+    message = error.message
+    if "more replicas than it has brokers" in text:
         return WrongAnswer(
-            f"the module refuses it: {message}",
+            "the environment module refuses the plan: more replicas than brokers (replication_factor > broker_count).",
             hint="a topic cannot have more replicas than the cluster has brokers; this stack runs one broker "
             "(production clusters run three: there, replication_factor = 3 is the usual choice).",
         )
-    if "milliseconds" in text or "retention_ms" in text:
+    if "retention_ms is in milliseconds" in text:
         return WrongAnswer(
-            f"the module refuses it: {message}",
+            "the environment module refuses the plan: retention_ms below one minute.",
             hint="retention_ms counts milliseconds: one day is 86400000.",
         )
     if "sizing" in text and ("attribute" in text or "object" in text or "required" in text):
@@ -91,13 +93,13 @@ def prod_sizing_check(prod_tfvars) -> None:
             "git-ignored file.",
         )
     folder = _scratch("prod_sizing")
-    main = PROD_ROOT.format(source=module_source("environment"), platform=f"{LAB}chk", brokers=BROKERS)
+    main = PROD_ROOT.format(source=module_source("environment", folder), platform=f"{LAB}chk", brokers=BROKERS)
     tofu = Tofu(write_root(folder, main, providers=("kafka", "postgresql"), files={"prod.auto.tfvars": prod_tfvars}))
     try:
         tofu.init()
         plan = tofu.plan()
     except TofuError as error:
-        raise _sizing_feedback(error.message) from None
+        raise _sizing_feedback(error) from None
     sizing: dict[str, Any] = plan.json.get("variables", {}).get("sizing", {}).get("value") or {}
     staging = STAGING_SIZING
     if sizing.get("partitions", 0) < 2 * staging["partitions"]:
