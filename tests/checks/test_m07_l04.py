@@ -152,3 +152,11 @@ def test_apply_placeholder_is_not_solved():
 
     with pytest.raises(NotSolvedYet):
         checks.apply_reviewed_check(stub)
+
+
+@pytest.mark.stack
+def test_sizing_reads_quoted_numbers_without_crashing():
+    quoted = PROD_GOOD.replace("partitions         = 6", 'partitions = "6"').replace("= 50", '= "15"')
+    with pytest.raises(WrongAnswer, match="15 connections") as failed:
+        checks.prod_sizing_check(quoted)
+    assert "higher connection_limit" in failed.value.hint

@@ -69,12 +69,26 @@ def _sizing_feedback(error: TofuError) -> WrongAnswer:
             "the environment module refuses the plan: retention_ms below one minute.",
             hint="retention_ms counts milliseconds: one day is 86400000.",
         )
+    if "separator" in text or "definition required" in text or "invalid expression" in text:
+        return WrongAnswer(
+            f"tofu cannot read the var file: {message}",
+            hint="HCL object syntax: sizing = { partitions = 6, retention_ms = … } (one `key = value` per line or "
+            "separated by commas).",
+        )
     if "sizing" in text and ("attribute" in text or "object" in text or "required" in text):
         return WrongAnswer(
             f"tofu cannot use the var file: {message}",
             hint="sizing is one object with partitions, retention_ms, replication_factor and connection_limit.",
         )
     return WrongAnswer(f"tofu plan failed: {message}", hint="a var file holds `name = value` lines, HCL syntax.")
+
+
+def _number(value: Any) -> float:
+    """A var file's number (the root takes `sizing` as `any`: "6" may arrive as a string); 0 when not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 @exercise("m07.l04.e1")
@@ -100,27 +114,28 @@ def prod_sizing_check(prod_tfvars) -> None:
         plan = tofu.plan()
     except TofuError as error:
         raise _sizing_feedback(error) from None
-    sizing: dict[str, Any] = plan.json.get("variables", {}).get("sizing", {}).get("value") or {}
+    given: Any = plan.json.get("variables", {}).get("sizing", {}).get("value") or {}
+    sizing = {key: _number(given.get(key)) for key in STAGING_SIZING} if isinstance(given, dict) else {}
     staging = STAGING_SIZING
     if sizing.get("partitions", 0) < 2 * staging["partitions"]:
         raise WrongAnswer(
-            f"prod gets {sizing.get('partitions')} partitions per topic, staging {staging['partitions']}.",
+            f"prod gets {int(sizing.get('partitions', 0))} partitions per topic, staging {staging['partitions']}.",
             hint="prod takes the real traffic: at least twice staging's partitions (partitions bound how many "
             "consumers of a group read in parallel).",
         )
     if sizing.get("retention_ms", 0) != -1 and sizing.get("retention_ms", 0) < 7 * DAY_MS:
         raise WrongAnswer(
-            f"prod keeps messages {sizing.get('retention_ms')} ms, less than 7 days.",
+            f"prod keeps messages {int(sizing.get('retention_ms', 0))} ms, less than 7 days.",
             hint="prod keeps a week at least (7 * 86400000 ms), so a consumer down over a weekend can catch up.",
         )
     if sizing.get("replication_factor") != BROKERS:
         raise WrongAnswer(
-            f"replication_factor {sizing.get('replication_factor')}: prod wants as many replicas as it can get.",
+            f"replication_factor {int(sizing.get('replication_factor', 0))}: prod wants all it can get.",
             hint=f"the most replicas this cluster can hold is its broker count ({BROKERS}).",
         )
     if sizing.get("connection_limit", 0) <= staging["connection_limit"]:
         raise WrongAnswer(
-            f"prod's database accepts {sizing.get('connection_limit')} connections, staging's "
+            f"prod's database accepts {int(sizing.get('connection_limit', 0))} connections, staging's "
             f"{staging['connection_limit']}.",
             hint="prod serves more clients than staging: give it a higher connection_limit (at most 200).",
         )
