@@ -175,8 +175,8 @@ with concurrent.futures.ThreadPoolExecutor(3) as pool:
     applied = dict(
         zip(ENVS, pool.map(lambda env: in_workspace(env, "apply", "-auto-approve", "-no-color"), ENVS), strict=True)
     )
-print({env: result.stdout.strip().splitlines()[-1] if result.returncode == 0 else result.stderr[-300:]
-       for env, result in applied.items()})  # fmt: skip
+assert all(result.returncode == 0 for result in applied.values()), {e: r.stderr[-400:] for e, r in applied.items()}
+print({env: result.stdout.strip().splitlines()[-1] for env, result in applied.items()})
 with clients.postgres() as pg:
     print(pg.execute(f"SELECT name, length(data) FROM {PLATFORM}_ws_state.states ORDER BY name").fetchall())
 
@@ -186,6 +186,7 @@ with clients.postgres() as pg:
 
 # %%
 wrong = in_workspace("prod", "plan", "-no-color", "-input=false", "-out=wrong.tfplan", var_file="dev.tfvars")
+assert wrong.returncode == 0, wrong.stderr[-400:]
 shown = json.loads(iac.tofu_command("show", "-json", "wrong.tfplan", cwd=ws_root, env={"TF_WORKSPACE": "prod"}).stdout)
 replaced = [c["address"] for c in shown["resource_changes"] if "delete" in c["change"]["actions"]]
 print("prod plan with dev's sizes destroys:", replaced)
@@ -193,8 +194,8 @@ print("prod plan with dev's sizes destroys:", replaced)
 
 # %% [markdown]
 # Fewer partitions cannot be done in place in Kafka: the topics would be **replaced** — prod's messages gone —
-# and the database would accept 5 connections. The guard of lab 07.01 would catch it; the layout should make it
-# impossible in the first place. Workspaces have more such limits: one backend and one set of provider
+# and the plan also lowers prod's connection limit to 5. The guard of lab 07.01 would catch it; the layout should
+# make it impossible in the first place. Workspaces have more such limits: one backend and one set of provider
 # credentials for all environments (whoever can plan dev can read prod's state, passwords included), and every
 # environment always runs the *same* version of the code, so a change cannot wait in dev while prod stays put.
 # The workspace copies have served their purpose; remove them (a workspace must be empty before it is deleted):
@@ -203,10 +204,11 @@ print("prod plan with dev's sizes destroys:", replaced)
 with concurrent.futures.ThreadPoolExecutor(3) as pool:
     destroyed = list(pool.map(lambda env: in_workspace(env, "destroy", "-auto-approve", "-no-color",
                                                        f"-var-file={env}.tfvars"), ENVS))  # fmt: skip
+assert all(result.returncode == 0 for result in destroyed), [result.stderr[-400:] for result in destroyed]
+iac.tofu_command("workspace", "select", "default", cwd=ws_root)
 for env in ENVS:
-    iac.tofu_command("workspace", "select", "default", cwd=ws_root)
     iac.tofu_command("workspace", "delete", env, cwd=ws_root)
-print([r.returncode for r in destroyed], iac.tofu_command("workspace", "list", cwd=ws_root).stdout.split())
+print("workspaces left:", iac.tofu_command("workspace", "list", cwd=ws_root).stdout.split())
 
 # %% [markdown]
 # ## Approach B — one root per environment, composing the shared modules
