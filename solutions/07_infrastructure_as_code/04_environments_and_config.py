@@ -135,7 +135,9 @@ print("secrets in the vault:", sorted(vault), "(values never printed)")
 # beside the others, and `terraform.workspace` tells the code which one it runs in. With `backend "pg"`, each
 # workspace is one row of table `states`. The sizes come from a var file per workspace, passed by hand
 # (`-var-file=staging.tfvars`); the secrets from `TF_VAR_…` variables. The three applies run at once — each
-# workspace has its own state and its own lock — selected by `TF_WORKSPACE`.
+# workspace has its own state and its own lock — selected by `TF_WORKSPACE`. (`-lock-timeout`: to lock one
+# workspace, the pg backend also holds a schema-wide "creation" lock for an instant, so commands started
+# together can collide; with a timeout they wait and retry instead of failing.)
 
 # %%
 WS_MAIN = f"""
@@ -164,6 +166,7 @@ def in_workspace(env: str, *args: str, var_file: str | None = None) -> subproces
     """A tofu command in one workspace, with that environment's secrets as TF_VAR_ variables."""
     secrets = {f"TF_VAR_{name}": value for name, value in secrets_for(env).items()}
     options = [f"-var-file={var_file or env + '.tfvars'}"] if args[0] in ("plan", "apply") else []
+    options += ["-lock-timeout=60s"] if args[0] in ("plan", "apply", "destroy") else []
     return iac.tofu_command(*args, *options, cwd=ws_root, env={"TF_WORKSPACE": env, **secrets})
 
 
