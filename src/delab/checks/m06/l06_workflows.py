@@ -69,9 +69,12 @@ def _defects(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame, str]]:
 def _problems(validate, frame: pd.DataFrame, what: str) -> list:
     try:
         got = validate(frame.copy())
-    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as error:
+    except NotImplementedError:
+        raise
+    except Exception as error:  # the learner's gate crashed: that is the mistake to name
         raise WrongAnswer(
-            f"validate raised {type(error).__name__} on a frame with {what}: the gate crashed instead of reporting.",
+            f"validate raised {type(error).__name__} on a frame with {what}: the gate crashed instead of reporting "
+            f"({str(error).strip()[:120]}).",
             hint="a gate reports problems in its return value; test for what is missing before using it.",
         ) from None
     if not isinstance(got, list | tuple):
@@ -83,15 +86,14 @@ def _problems(validate, frame: pd.DataFrame, what: str) -> list:
 def training_data_validation(validate, frame: pd.DataFrame) -> None:
     """validate(frame) -> [] on the real training data, and a non-empty list for each defect (never raises)."""
     frame = frame.reset_index(drop=True)
-    guarded = learner_code("validate")(validate)
-    clean = _problems(guarded, frame, "nothing wrong")
+    clean = _problems(validate, frame, "nothing wrong")
     if clean:
         raise WrongAnswer(
             f"validate refused the shop's real training data ({len(frame)} valid orders): {clean[:3]}",
             hint="a gate that stops good data is switched off by the team within a week: check only the rules asked.",
         )
     for what, corrupted, hint in _defects(frame):
-        if not _problems(guarded, corrupted, what):
+        if not _problems(validate, corrupted, what):
             raise WrongAnswer(f"validate found nothing wrong with {what}.", hint=hint)
 
 
