@@ -96,9 +96,21 @@ def register(
         mlflow.log_metrics(metrics)
         mlflow.set_tags({"data.table": table, "data.snapshot_id": str(snapshot_id), "code.version": code_version()})
         info = mlflow.sklearn.log_model(
-            model, name="model", registered_model_name=name, skops_trusted_types=SKOPS_TRUSTED
+            model,
+            name="model",
+            registered_model_name=name,
+            skops_trusted_types=SKOPS_TRUSTED,
+            pip_requirements=model_requirements(),
         )
     return str(info.registered_model_version)
+
+
+def model_requirements() -> list[str]:
+    """What the logged model needs to load (pinned to this environment). Given explicitly, MLflow does not infer
+    them — inferring imports the model in a subprocess, ~25 s per log_model on a busy machine (docs/mlops.md)."""
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in ("scikit-learn", "skops", "numpy")]
 
 
 def aliases(client: Any, name: str) -> dict[str, str]:
