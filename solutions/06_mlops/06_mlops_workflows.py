@@ -39,6 +39,7 @@ catalog = lakehouse.catalog()
 lakehouse.fresh_namespace(catalog, ns.schema)
 TABLE = f"{ns.schema}.order_features"
 MODEL = "m06-l06-order-value"
+workflows.fresh_model(client, MODEL)  # each run of the lab starts with no champion
 
 # %% [markdown]
 # ## The training data, versioned

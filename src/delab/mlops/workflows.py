@@ -113,6 +113,14 @@ def model_requirements() -> list[str]:
     return [f"{package}=={version(package)}" for package in ("scikit-learn", "skops", "numpy")]
 
 
+def fresh_model(client: Any, name: str) -> None:
+    """Delete the registered model ``name`` (its versions and aliases) if it exists: a lab starts from no champion.
+
+    The runs stay in their experiment; only the registry entry goes."""
+    if client.search_registered_models(f"name='{name}'"):
+        client.delete_registered_model(name)
+
+
 def aliases(client: Any, name: str) -> dict[str, str]:
     """The registered model's aliases as {alias: version}."""
     return {alias: str(version) for alias, version in (client.get_registered_model(name).aliases or {}).items()}
