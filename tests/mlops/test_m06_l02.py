@@ -136,10 +136,9 @@ def _listening_addresses(port: int) -> set[str]:
 
 def test_grpc_binding_on_loopback_only(server, model_dir):
     """The V2 gRPC binding answers on 127.0.0.1 with the REST server's values, and listens nowhere else."""
-    import asyncio
-
     import httpx
-    from kserve import InferenceGRPCClient, InferInput, InferRequest
+
+    from delab.mlops import kserve_local
 
     rows = model_dir[1][:4]
     port = int(server.grpc_target.rsplit(":", 1)[1])
@@ -148,19 +147,7 @@ def test_grpc_binding_on_loopback_only(server, model_dir):
     assert _listening_addresses(port) <= {"0100007F", "0000000000000000FFFF00000100007F"}
     assert _listening_addresses(port)
 
-    async def call():
-        client = InferenceGRPCClient(server.grpc_target)
-        tensor = InferInput(name="rows", shape=list(rows.shape), datatype="FP32")
-        tensor.set_data_from_numpy(rows)
-        try:
-            response = await client.infer(
-                InferRequest(model_name="order-value", infer_inputs=[tensor], request_id="g1")
-            )
-        finally:
-            await client.close()
-        return response
-
-    response = asyncio.run(call())
+    response = kserve_local.grpc_infer(server.grpc_target, "order-value", rows, request_id="g1")
     rest = httpx.post(f"{server.url}/v2/models/order-value/infer", json=body_right(rows)).json()
     assert response.id == "g1"
     np.testing.assert_allclose(response.outputs[0].as_numpy().ravel(), rest["outputs"][0]["data"], rtol=1e-6)

@@ -80,6 +80,32 @@ def serve(
     return server
 
 
+def grpc_infer(target: str, model: str, rows, request_id: str | None = None):
+    """One V2 inference over gRPC (``kserve.InferenceGRPCClient``): an FP32 tensor ``rows``; the ``InferResponse``.
+
+    The client is asynchronous; it runs on a loop of its own in a worker thread, so it works from a notebook (whose
+    kernel already runs a loop) as from a script."""
+    import asyncio
+    import concurrent.futures
+
+    import numpy as np
+    from kserve import InferenceGRPCClient, InferInput, InferRequest
+
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+
+    async def call():
+        client = InferenceGRPCClient(target)
+        tensor = InferInput(name="rows", shape=list(rows.shape), datatype="FP32")
+        tensor.set_data_from_numpy(rows)
+        try:
+            return await client.infer(InferRequest(model_name=model, infer_inputs=[tensor], request_id=request_id))
+        finally:
+            await client.close()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, call()).result(timeout=60)
+
+
 def _wait_listening(server: LocalServer, port: int, timeout: float = 30.0) -> None:
     """Wait until the gRPC port accepts connections (it starts on the same loop, right after the REST app)."""
     import socket
