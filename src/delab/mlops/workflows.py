@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from delab.mlops import shop_models
+from delab.mlops import registry, shop_models
 
 COLUMNS: tuple[str, ...] = ("order_id", *shop_models.FEATURES, shop_models.TARGET)
 # the pipeline's hyper-parameters: not shop_models' defaults, so a retrain that forgets them is told apart
@@ -100,17 +100,9 @@ def register(
             name="model",
             registered_model_name=name,
             skops_trusted_types=SKOPS_TRUSTED,
-            pip_requirements=model_requirements(),
+            pip_requirements=registry.model_requirements(),
         )
     return str(info.registered_model_version)
-
-
-def model_requirements() -> list[str]:
-    """What the logged model needs to load (pinned to this environment). Given explicitly, MLflow does not infer
-    them — inferring imports the model in a subprocess, ~25 s per log_model on a busy machine (docs/mlops.md)."""
-    from importlib.metadata import version
-
-    return [f"{package}=={version(package)}" for package in ("scikit-learn", "skops", "numpy")]
 
 
 def fresh_model(client: Any, name: str) -> None:
