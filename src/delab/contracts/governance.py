@@ -1,0 +1,104 @@
+"""Governance helpers of lab 05.04 on the stack's real Postgres: login roles for the lab's personas, a way to
+connect as each of them (so a denied query is really denied by the server), and an audit trail of row changes.
+
+Why a trigger table and not pgaudit: pgaudit must be in ``shared_preload_libraries`` (a server restart, a package
+the learner's Postgres may not have, and a superuser to create the extension and set ``pgaudit.*``); the learner
+role of the stack is not a superuser. A trigger records who changed which row, in SQL the learner can read, on any
+Postgres (managed ones too); it cannot see reads or denied attempts — those need pgaudit or the server log
+(docs/contracts.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from delab import config
+
+
+def role_password(role: str) -> str:
+    """The password of a lab persona, derived from the stack's learner password (nothing to keep in git)."""
+    return hashlib.sha256(f"{config.postgres().password}:{role}".encode()).hexdigest()[:20]
+
+
+def create_roles(conn, *roles: str) -> None:
+    """Create (or reset the password of) login roles with no privileges beyond PUBLIC's: least privilege starts
+    from nothing, and each lab grants what a persona needs on its own objects."""
+    import psycopg
+
+    for role in roles:
+        password = role_password(role)
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+            conn.execute(f"ALTER ROLE {role} LOGIN PASSWORD '{password}'")
+            continue
+        try:
+            conn.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{password}'")
+        except psycopg.errors.DuplicateObject:  # created meanwhile by a parallel run: set its password
+            conn.execute(f"ALTER ROLE {role} LOGIN PASSWORD '{password}'")
+
+
+def connect_as(role: str, **kwargs):
+    """A connection to the stack's database as ``role`` (over TCP, password auth, like any application)."""
+    import psycopg
+
+    pg = config.postgres()
+    return psycopg.connect(
+        host=pg.host,
+        port=pg.port,
+        user=role,
+        password=role_password(role),
+        dbname=pg.database,
+        autocommit=True,
+        connect_timeout=5,
+        **kwargs,
+    )
+
+
+def denied(conn, statement: str, params: tuple = ()) -> str | None:
+    """Run a statement expected to be refused: the server's message when it was refused for lack of privilege,
+    ``None`` when it ran (then rolled back: a probe never changes data)."""
+    import psycopg
+
+    try:
+        with conn.transaction():
+            conn.execute(statement, params)
+            raise _RollBack
+    except _RollBack:
+        return None
+    except psycopg.errors.InsufficientPrivilege as error:
+        return str(error).strip().splitlines()[0]
+
+
+class _RollBack(Exception):
+    """Leaves a probe's transaction without committing it."""
+
+
+def install_audit(conn, schema: str, table: str, key: str) -> None:
+    """An audit trail for ``schema.table``: every INSERT, UPDATE and DELETE leaves a row in ``schema.audit_log``
+    with the login role (``session_user``), the operation, the row's key and its old and new values."""
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {schema}.audit_log (
+              id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+              at timestamptz NOT NULL DEFAULT clock_timestamp(),
+              login_role text NOT NULL, operation text NOT NULL, table_name text NOT NULL, row_key text,
+              old_row jsonb, new_row jsonb, txid bigint NOT NULL DEFAULT txid_current())"""
+    )
+    conn.execute(f"REVOKE ALL ON {schema}.audit_log FROM PUBLIC")
+    # SECURITY DEFINER: the function inserts with its owner's rights, so a role that may update the table but not
+    # the log still leaves its trace; inside it current_user is the owner, session_user the role that logged in.
+    conn.execute(
+        f"""CREATE OR REPLACE FUNCTION {schema}.audit_row() RETURNS trigger
+              LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+            BEGIN
+              INSERT INTO {schema}.audit_log (login_role, operation, table_name, row_key, old_row, new_row)
+              VALUES (session_user, TG_OP, TG_TABLE_NAME,
+                      CASE WHEN TG_OP = 'DELETE' THEN to_jsonb(OLD) ELSE to_jsonb(NEW) END ->> '{key}',
+                      CASE WHEN TG_OP = 'INSERT' THEN NULL ELSE to_jsonb(OLD) END,
+                      CASE WHEN TG_OP = 'DELETE' THEN NULL ELSE to_jsonb(NEW) END);
+              RETURN NULL;
+            END $$"""
+    )
+    conn.execute(f"DROP TRIGGER IF EXISTS audit ON {schema}.{table}")
+    conn.execute(
+        f"""CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON {schema}.{table}
+              FOR EACH ROW EXECUTE FUNCTION {schema}.audit_row()"""
+    )
