@@ -19,6 +19,7 @@
 
 # %%
 import json
+import uuid
 
 import matplotlib.pyplot as plt
 import networkx as nx
@@ -75,7 +76,6 @@ print(json.dumps(lineage.as_dict(enriched), indent=1)[:900])
 JOB_NAMESPACE = "delab.shop_etl"
 
 ### BEGIN SOLUTION
-import uuid
 from datetime import UTC, datetime
 
 from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
@@ -279,10 +279,20 @@ with clients.postgres() as conn:
 audit
 
 # %% [markdown]
-# Note what the trail cannot show: **reads** (the analyst's SELECTs) and **denied attempts** never fire a trigger.
-# Postgres logs denied statements in its server log (`delab stack logs postgres`); auditing reads needs the
-# **pgaudit** extension (`shared_preload_libraries`, a superuser, `pgaudit.log = 'read'` or object auditing with
-# `pgaudit.role`) — see docs/contracts.md for why the stack does not preload it.
+# What the trail cannot show: **reads** (the analyst's SELECTs) and **denied attempts** never fire a trigger.
+# Postgres itself logs every failed statement, denied ones included, in its server log — tag a statement and find
+# it there (the default log line carries the time and process id, not the role: `log_line_prefix = '%m [%p]
+# %u@%d '` would add them, a server setting):
+
+# %%
+probe = f"/* audit probe {uuid.uuid4().hex[:8]} */"
+with governance.connect_as(ANALYST) as analyst:
+    governance.denied(analyst, f"SELECT email FROM {ns.schema}.customers {probe}")
+print("\n".join(governance.server_log_lines(probe)) or "server log not reachable from here")
+
+# %% [markdown]
+# Auditing *reads* needs the **pgaudit** extension (`shared_preload_libraries`, a superuser, `pgaudit.log =
+# 'read'` or object auditing with `pgaudit.role`) — see docs/contracts.md for why the stack does not preload it.
 
 # %%
 receiver.stop()

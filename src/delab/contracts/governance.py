@@ -102,3 +102,20 @@ def install_audit(conn, schema: str, table: str, key: str) -> None:
         f"""CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON {schema}.{table}
               FOR EACH ROW EXECUTE FUNCTION {schema}.audit_row()"""
     )
+
+
+def server_log_lines(marker: str, lines: int = 400) -> list[str]:
+    """The lines of the Postgres server log around statements containing ``marker`` (an ERROR and the STATEMENT
+    it was raised for: Postgres logs every failed statement, denied ones included). Empty when the log cannot be
+    read here (the ``external`` profile: a managed server keeps its own log)."""
+    from delab.stack import manager
+
+    try:
+        log = manager.logs("postgres", lines).splitlines()
+    except Exception:  # no log reachable: say nothing rather than fail the lab
+        return []
+    found = []
+    for index, line in enumerate(log):
+        if marker in line and "STATEMENT:" in line:
+            found += [log[index - 1], line] if index and "ERROR:" in log[index - 1] else [line]
+    return found
