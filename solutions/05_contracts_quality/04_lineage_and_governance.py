@@ -105,7 +105,10 @@ def run_job(client, job_name, inputs, outputs, work):
         work()
     except Exception as error:
         message = f"{type(error).__name__}: {error}"
-        emit(RunState.FAIL, {"errorMessage": error_message_run.ErrorMessageRunFacet(message, "python")})
+        emit(
+            RunState.FAIL,
+            {"errorMessage": error_message_run.ErrorMessageRunFacet(message=message, programmingLanguage="python")},
+        )
         raise
     emit(RunState.COMPLETE)
     return run_id
@@ -125,7 +128,7 @@ check.m05.run_lifecycle(run_job)
 
 # %%
 with clients.postgres() as conn:
-    outcome = shop_etl.run_all(run_job, client, shop_etl.jobs(conn, ns.schema, ns.key()))
+    outcome = shop_etl.run_all(run_job, client, shop_etl.jobs(conn, ns.schema, ns.prefix))
     events = lineage.events(conn, STORE)
     graph = lineage.dataset_graph(conn, STORE)
 print(outcome)
@@ -197,12 +200,13 @@ with clients.postgres() as conn:
 
 # %%
 ANALYST, SUPPORT, STEWARD = "m05_l04_analyst", "m05_l04_support_de", "m05_l04_steward"
-PII = ["name", "email"]
 with clients.postgres() as conn:
     governance.create_roles(conn, ANALYST, SUPPORT, STEWARD)
-    print(
-        conn.execute("SELECT rolname, rolsuper, rolcreaterole FROM pg_roles WHERE rolname LIKE 'm05_l04_%'").fetchall()
-    )
+    personas = conn.execute(
+        "SELECT rolname, rolcanlogin, rolsuper, rolcreaterole FROM pg_roles WHERE rolname = ANY(%s)",
+        ([ANALYST, SUPPORT, STEWARD],),
+    ).fetchall()
+personas
 
 # %% [markdown]
 # ### Exercise 3 — least privilege, a masked view and row-level security
@@ -263,6 +267,7 @@ with governance.connect_as(SUPPORT) as support:
 # %%
 with clients.postgres() as conn:
     governance.install_audit(conn, ns.schema, "customers", key="customer_id")
+    conn.execute(f"GRANT USAGE ON SCHEMA {ns.schema} TO {STEWARD}")
     conn.execute(f"GRANT SELECT, UPDATE (name, email) ON {ns.schema}.customers TO {STEWARD}")
     conn.execute(f"CREATE POLICY steward_all ON {ns.schema}.customers TO {STEWARD} USING (true)")
 with governance.connect_as(STEWARD) as steward:
