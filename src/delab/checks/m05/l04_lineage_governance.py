@@ -21,6 +21,20 @@ def _scratch_schema(label: str) -> str:
     return f"m05_l04_check_{label}_{uuid.uuid4().hex[:8]}"
 
 
+def _sql_template(answer, name: str, placeholders: str) -> None:
+    """The learner's answer must be SQL text with ``{schema}`` in it (the check fills in its own names)."""
+    if not isinstance(answer, str) or "{schema}" not in answer:
+        raise WrongAnswer(
+            f"{name} must be SQL text using {placeholders}",
+            hint="write the placeholders literally, e.g. {schema}.customers; the check fills in its own names.",
+        )
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
 def _drop(schema: str) -> None:
     with clients.postgres() as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
@@ -178,11 +192,7 @@ def impact_query(impact_sql: str) -> None:
     """Your query lists every column downstream of a column, transitively, and nothing else."""
     import psycopg
 
-    if not isinstance(impact_sql, str) or "{schema}" not in impact_sql:
-        raise WrongAnswer(
-            "impact_sql must be SQL text naming the store's tables as {schema}.column_edges",
-            hint="write {schema}.column_edges; the check fills in its own schema.",
-        )
+    _sql_template(impact_sql, "impact_sql", "{schema}.column_edges")
     schema = _scratch_schema("impact")
     try:
         with clients.postgres() as conn:
@@ -200,9 +210,8 @@ def impact_query(impact_sql: str) -> None:
                     "it has already seen (UNION rather than UNION ALL, or a depth limit).",
                 ) from None
             except psycopg.Error as error:
-                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 raise WrongAnswer(
-                    f"your query failed: {first[:200]}",
+                    f"your query failed: {_first_line(error)}",
                     hint="parameters are %(dataset)s and %(column)s; the table is {schema}.column_edges.",
                 ) from None
     finally:
@@ -258,11 +267,7 @@ def access_policy(policy_sql: str) -> None:
     """The analyst reads only the masked view, support reads only German customers and changes nothing."""
     import psycopg
 
-    if not isinstance(policy_sql, str) or "{schema}" not in policy_sql:
-        raise WrongAnswer(
-            "policy_sql must be SQL text using {schema}, {analyst} and {support}",
-            hint="the check runs it on its own schema and roles.",
-        )
+    _sql_template(policy_sql, "policy_sql", "{schema}, {analyst} and {support}")
     schema = _scratch_schema("policy")
     analyst, support = "m05_l04_check_analyst", "m05_l04_check_support"
     try:
@@ -272,9 +277,9 @@ def access_policy(policy_sql: str) -> None:
             try:
                 conn.execute(policy_sql.format(schema=schema, analyst=analyst, support=support))
             except (psycopg.Error, KeyError, IndexError, ValueError) as error:
-                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 raise WrongAnswer(
-                    f"your policy failed: {first[:200]}", hint="run it in a cell of its own to see the whole error."
+                    f"your policy failed: {_first_line(error)}",
+                    hint="run it in a cell of its own to see the whole error.",
                 ) from None
         with governance.connect_as(analyst) as as_analyst:
             raw = governance.denied(as_analyst, f"SELECT email FROM {schema}.customers LIMIT 1")
@@ -283,7 +288,7 @@ def access_policy(policy_sql: str) -> None:
                 columns = [d.name for d in view.description]
                 masked = view.fetchall()
             except psycopg.Error as error:
-                masked, columns = None, [str(error).strip().splitlines()[0]]
+                masked, columns = None, [_first_line(error)]
             analyst_writes = governance.denied(as_analyst, f"DELETE FROM {schema}.customers")
         with governance.connect_as(support) as as_support:
             try:
