@@ -135,9 +135,13 @@ print(outcome)
 events[["event_type", "job", "inputs", "outputs", "error"]]
 
 # %%
-plt.figure(figsize=(9, 4))
-layout = nx.spring_layout(graph, seed=3)
-nx.draw_networkx(graph, layout, node_color="#cde", node_size=900, font_size=7, arrowsize=15)
+graph = nx.relabel_nodes(graph, {n: n.removeprefix(lineage.pg_name(ns.schema, "")) for n in graph})
+for layer, names in enumerate(nx.topological_generations(graph)):  # sources left, reports right
+    for name in names:
+        graph.nodes[name]["layer"] = layer
+layout = nx.multipartite_layout(graph, subset_key="layer")
+plt.figure(figsize=(10, 4))
+nx.draw_networkx(graph, layout, node_color="#cde", node_shape="s", node_size=2600, font_size=7, arrowsize=15)
 nx.draw_networkx_edge_labels(graph, layout, nx.get_edge_attributes(graph, "job"), font_size=6)
 plt.title("Dataset lineage from the COMPLETE events (the failed job added no edge)")
 plt.axis("off")
