@@ -308,7 +308,8 @@ def access_policy(policy_sql: str) -> None:
     if masked is None:
         raise WrongAnswer(
             f"the analyst cannot read {schema}.customers_masked: {columns[0][:160]}",
-            hint="the view must exist, and the analyst needs USAGE on the schema and SELECT on the view.",
+            hint="the view must exist, and the analyst needs USAGE on the schema and SELECT on the view (a view "
+            "WITH (security_invoker) reads the table with the analyst's rights, which it must not have).",
         )
     if "country" not in columns or len(masked) != len(people):
         raise WrongAnswer(
