@@ -251,6 +251,11 @@ def test_the_right_policy_passes():
             "support may change customers",
             "grant SELECT, not ALL",
         ),
+        (
+            RIGHT_POLICY.replace("customers_masked AS", "customers_masked WITH (security_invoker = true) AS"),
+            "the analyst cannot read",
+            "security_invoker",
+        ),
         ("CREATE VIEW {schema}.customers_masked AS SELECT * FROM nowhere", "your policy failed", "cell of its own"),
     ],
 )
