@@ -196,8 +196,15 @@ with clients.postgres() as conn:
 # orchestrator's integration (Airflow's and dbt's OpenLineage integrations do it for you), not in each job.
 #
 # ## Governance: who may see what
-# The contract of lab 05.02 classifies columns; here `name` and `email` are **personal data** (PII). Three
-# personas get login roles with nothing granted yet (`governance.create_roles`; passwords derived locally):
+# Governance starts from the contract (lab 05.02's ODCS): the customers contract gives every property a
+# `classification`, and what is `restricted` is personal data (PII) that only some roles may see in clear.
+
+# %%
+PII = governance.classified(governance.CUSTOMERS_CONTRACT, "customers", "restricted")
+print("restricted (PII) columns per the contract:", PII)
+
+# %% [markdown]
+# Three personas get login roles with nothing granted yet (`governance.create_roles`; passwords derived locally):
 # - an **analyst** counts customers by country and segment — no names, no e-mails;
 # - **support** for Germany handles German customers only, reading but not changing them;
 # - a **data steward** executes erasure requests (lab 04's right to be forgotten) and nothing else.
@@ -217,7 +224,7 @@ personas
 # Write `policy_sql` (statements separated by `;`, with `{schema}`, `{analyst}` and `{support}` filled in by the
 # caller) so that on `{schema}.customers`:
 # - the analyst reads a view `{schema}.customers_masked` with **every customer**, its `country` and `segment`, and
-#   the personal columns masked (e-mail reduced to its domain, say) — and **cannot** read the table itself;
+#   the `PII` columns masked (e-mail reduced to its domain, say) — and **cannot** read the table itself;
 # - support reads the table itself, but only customers whose `country = 'DE'`, and changes nothing.
 #
 # Tip: a view reads its tables with its **owner's** rights; row-level security applies to everyone but the table's
@@ -265,14 +272,14 @@ with governance.connect_as(SUPPORT) as support:
 # ## An audit trail of changes
 # `governance.install_audit` adds a trigger that writes every INSERT/UPDATE/DELETE of the table into
 # `audit_log` with the **login role** (`session_user`), the row's key, and its old and new values. The steward may
-# update only `name` and `email` (column privileges) and, under row-level security, needs a policy of its own.
+# update only the `PII` columns (column privileges) and, under row-level security, needs a policy of its own.
 # An erasure request for customer 7:
 
 # %%
 with clients.postgres() as conn:
     governance.install_audit(conn, ns.schema, "customers", key="customer_id")
     conn.execute(f"GRANT USAGE ON SCHEMA {ns.schema} TO {STEWARD}")
-    conn.execute(f"GRANT SELECT, UPDATE (name, email) ON {ns.schema}.customers TO {STEWARD}")
+    conn.execute(f"GRANT SELECT, UPDATE ({', '.join(PII)}) ON {ns.schema}.customers TO {STEWARD}")  # PII only
     conn.execute(f"CREATE POLICY steward_all ON {ns.schema}.customers TO {STEWARD} USING (true)")
 with governance.connect_as(STEWARD) as steward:
     steward.execute(f"UPDATE {ns.schema}.customers SET name = 'erased', email = NULL WHERE customer_id = 7")

@@ -14,6 +14,48 @@ import hashlib
 
 from delab import config
 
+#: the customers table's contract (ODCS v3.2): each property's ``classification`` says who may see it in clear;
+#: lab 05.04 masks what is ``restricted`` (tests/contracts/test_governance.py validates it as ODCS)
+CUSTOMERS_CONTRACT = """
+apiVersion: v3.2.0
+kind: DataContract
+id: urn:datacontract:shop:customers
+name: Shop customers
+version: 1.0.0
+status: active
+domain: shop
+team:
+  name: crm
+  members:
+    - username: crm-oncall
+      role: owner
+description:
+  purpose: One row per customer who signed up in the shop.
+  usage: Analysts count customers by country and segment; support handles customers of its country.
+schema:
+  - name: customers
+    physicalName: customers
+    physicalType: table
+    properties:
+      - {name: customer_id, logicalType: integer, physicalType: bigint, primaryKey: true, classification: internal}
+      - {name: name, logicalType: string, physicalType: text, classification: restricted}
+      - {name: email, logicalType: string, physicalType: text, classification: restricted}
+      - {name: country, logicalType: string, physicalType: text, classification: internal}
+      - {name: segment, logicalType: string, physicalType: text, classification: internal}
+      - {name: signup_at, logicalType: timestamp, physicalType: timestamp, classification: internal}
+"""
+
+
+def classified(contract: str | dict, table: str, level: str = "restricted") -> list[str]:
+    """The columns of ``table`` whose contract ``classification`` is ``level`` (the PII to mask)."""
+    import yaml
+
+    data = yaml.safe_load(contract) if isinstance(contract, str) else contract
+    for schema in data.get("schema") or []:
+        if schema.get("name") == table:
+            return [p["name"] for p in schema.get("properties") or [] if p.get("classification") == level]
+    raise KeyError(f"the contract has no schema named {table!r}")
+
 
 def role_password(role: str) -> str:
     """The password of a lab persona, derived from the stack's learner password (nothing to keep in git)."""
