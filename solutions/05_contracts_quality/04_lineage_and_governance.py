@@ -296,19 +296,26 @@ audit
 
 # %% [markdown]
 # What the trail cannot show: **reads** (the analyst's SELECTs) and **denied attempts** never fire a trigger.
-# Postgres itself logs every failed statement, denied ones included, in its server log — tag a statement and find
-# it there (the default log line carries the time and process id, not the role: `log_line_prefix = '%m [%p]
-# %u@%d '` would add them, a server setting):
+# Postgres's own log can: it logs every failed statement, denied ones included, and — for a role whose
+# `log_statement` is `all` — every statement it runs. The stack's log line starts with `role@database`
+# (`log_line_prefix`), so each line says who. `log_statement` is a superuser setting: `governance.log_statements`
+# calls a superuser-owned function the stack provides for the learner's own roles. Tag the statements, then find
+# them in the server log:
 
 # %%
+with clients.postgres() as conn:
+    governance.log_statements(conn, ANALYST, "all")  # for the analyst's sessions from now on
 probe = f"/* audit probe {uuid.uuid4().hex[:8]} */"
 with governance.connect_as(ANALYST) as analyst:
+    analyst.execute(f"SELECT count(*) FROM {ns.schema}.customers_masked {probe}").fetchone()
     governance.denied(analyst, f"SELECT email FROM {ns.schema}.customers {probe}")
 print("\n".join(governance.server_log_lines(probe)) or "server log not reachable from here")
 
 # %% [markdown]
-# Auditing *reads* needs the **pgaudit** extension (`shared_preload_libraries`, a superuser, `pgaudit.log =
-# 'read'` or object auditing with `pgaudit.role`) — see docs/contracts.md for why the stack does not preload it.
+# The read of the masked view and the refused read of the raw table are both there, with the analyst's name.
+# Logging every statement of a busy role is heavy; **pgaudit** (`shared_preload_libraries`, `pgaudit.log =
+# 'read'`, or object auditing with `pgaudit.role` for chosen tables only) is the production tool — see
+# docs/contracts.md for why the stack does not preload it.
 
 # %%
 receiver.stop()

@@ -146,10 +146,20 @@ def install_audit(conn, schema: str, table: str, key: str) -> None:
     )
 
 
-def server_log_lines(marker: str, lines: int = 400) -> list[str]:
-    """The lines of the Postgres server log around statements containing ``marker`` (an ERROR and the STATEMENT
-    it was raised for: Postgres logs every failed statement, denied ones included). Empty when the log cannot be
-    read here (the ``external`` profile: a managed server keeps its own log)."""
+def log_statements(conn, role: str, level: str = "all") -> None:
+    """Switch the server's statement logging on (``all``: reads too; ``mod``: writes; ``none``: off) for every
+    new session of ``role``. ``log_statement`` is a superuser setting: the stack provides a superuser-owned
+    function, ``delab_log_statements``, that sets it for a non-superuser role (a managed server: its parameter
+    group or ``ALTER ROLE`` by an administrator)."""
+    conn.execute("SELECT public.delab_log_statements(%s, %s)", (role, level))
+
+
+def server_log_lines(marker: str, lines: int = 2000) -> list[str]:
+    """The lines of the Postgres server log for statements containing ``marker``: statements logged because
+    their role has statement logging on (``LOG:  statement: …``), and failed ones (an ``ERROR`` line and the
+    ``STATEMENT`` it was raised for: Postgres logs every failed statement, denied ones included). Each line starts
+    with ``role@database`` (the stack's ``log_line_prefix``). Empty when the log cannot be read here (the
+    ``external`` profile: a managed server keeps its own log)."""
     from delab.stack import manager
 
     try:
@@ -158,6 +168,10 @@ def server_log_lines(marker: str, lines: int = 400) -> list[str]:
         return []
     found = []
     for index, line in enumerate(log):
-        if marker in line and "STATEMENT:" in line:
+        if marker not in line:
+            continue
+        if "STATEMENT:" in line:
             found += [log[index - 1], line] if index and "ERROR:" in log[index - 1] else [line]
+        elif "statement:" in line:
+            found.append(line)
     return found
