@@ -48,6 +48,24 @@ def test_upsert_rejects_updates_without_inserts():
         )
 
 
+def test_upsert_rejects_copying_only_the_status():
+    # used to pass: every change differed from its row in status only
+    def upsert_status_only(table, changes):
+        import pandas as pd
+        import pyarrow as pa
+
+        arrow = table.scan().to_arrow()
+        current, new = arrow.to_pandas(), changes.to_pandas()
+        matched = current[current.order_id.isin(new.order_id)].copy()
+        matched["status"] = matched.order_id.map(new.set_index("order_id").status)
+        inserts = new[~new.order_id.isin(current.order_id)]
+        rows = pa.Table.from_pandas(pd.concat([matched, inserts]), schema=arrow.schema, preserve_index=False)
+        table.upsert(rows, join_cols=["order_id"])
+
+    with pytest.raises(WrongAnswer, match="coupon_code"):
+        checks.iceberg_upsert(upsert_status_only)
+
+
 def test_upsert_placeholder_is_not_solved():
     with pytest.raises(NotSolvedYet):
         checks.iceberg_upsert(todo)

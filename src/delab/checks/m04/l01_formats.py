@@ -93,6 +93,9 @@ def iceberg_upsert(upsert_orders) -> None:
     orders = data.shop_table("orders")
     base = orders.slice(0, 300)
     updated = orders.slice(40, 30).to_pandas().assign(status="refunded")
+    # a few changes also carry a coupon: an upsert that copies only the status (the column the lab's example
+    # changes) leaves those rows with their old coupon
+    updated.loc[updated.index[:5], "coupon_code"] = "LATE-REFUND"
     new = orders.slice(300, 12).to_pandas()
     changes = pa.Table.from_pandas(pd.concat([updated, new], ignore_index=True), schema=orders.schema)
     table = scratch_iceberg("orders_upsert", base)
