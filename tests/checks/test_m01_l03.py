@@ -240,13 +240,13 @@ def test_impact_placeholder_is_not_solved(shop_defs):
 _, DAILY = make_assets()
 
 
-def make_check(duplicates=True, negative=True, empty=True, metadata=True):
+def make_check(duplicates=True, negative=True, empty=True, metadata=True, negative_below=0, orders_at_least=1):
     @dg.asset_check(asset=DAILY, blocking=True)
     def daily_revenue_is_sane(daily_revenue: pd.DataFrame) -> dg.AssetCheckResult:
         counts = {
             "duplicates": int(daily_revenue.duplicated(["day", "category"]).sum()) if duplicates else 0,
-            "negative_revenue": int((daily_revenue.revenue < 0).sum()) if negative else 0,
-            "empty_rows": int((daily_revenue.orders < 1).sum()) if empty else 0,
+            "negative_revenue": int((daily_revenue.revenue < negative_below).sum()) if negative else 0,
+            "empty_rows": int((daily_revenue.orders < orders_at_least).sum()) if empty else 0,
         }
         return dg.AssetCheckResult(passed=not any(counts.values()), metadata=counts if metadata else {})
 
@@ -263,6 +263,8 @@ def test_asset_check_accepts_solution():
         ({"duplicates": False}, "appears twice"),
         ({"empty": False}, "no orders"),
         ({"metadata": False}, "metadata duplicates is None"),
+        ({"negative_below": 0.005}, "revenue of exactly 0"),  # revenue <= 0 (used to pass)
+        ({"orders_at_least": 2}, "fails on a correct daily_revenue"),  # orders <= 1: the data has 1-order rows
     ],
 )
 def test_asset_check_rejects_wrong_answers(options, message):

@@ -410,6 +410,15 @@ def revenue_asset_check(asset_check) -> None:
                 f"on a correct daily_revenue the metadata {name} is {metadata.get(name)!r}; expected 0.",
                 hint="report each count as an int in the result's metadata.",
             )
+    # the rules' bounds: a revenue of 0 is not negative, a row with 1 order is not empty
+    edges = good.assign(revenue=good.revenue.where(good.index != 2, 0.0), orders=good.orders.where(good.index != 4, 1))
+    passed, metadata = _evaluate_check(asset_check, edges)
+    if not passed:
+        raise WrongAnswer(
+            f"the check fails on a daily_revenue with a revenue of exactly 0 and a row with exactly 1 order "
+            f"(metadata {metadata}): neither breaks a rule.",
+            hint="negative means < 0, and a row is empty when orders < 1.",
+        )
     broken = {
         "duplicates": pd.concat([good, good.iloc[[5]]], ignore_index=True),
         "negative_revenue": good.assign(revenue=good.revenue.where(good.index != 3, -12.5)),
