@@ -522,6 +522,12 @@ def produce_events(fn, topic: str) -> None:
         values = [json.loads(v) for _, v in mine]
     except (TypeError, ValueError):
         raise WrongAnswer("the message values are not JSON.", hint="json.dumps(event).encode()") from None
+    if not all(isinstance(v, dict) and "event_id" in v for v in values):
+        sample = next(v for v in values if not (isinstance(v, dict) and "event_id" in v))
+        raise WrongAnswer(
+            f"a message value decodes to {sample!r}, not an event object.",
+            hint="json.dumps(event).encode() once: encoding the JSON text again gives a quoted string.",
+        )
     if sorted(values, key=lambda e: e["event_id"]) != events:
         raise WrongAnswer("the messages do not carry the events you were given.", hint="send each event once.")
     if keys != [str(v["session_id"]) for v in values]:
