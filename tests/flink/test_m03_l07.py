@@ -156,8 +156,7 @@ def throttled_job():
 def reading(metric: str, key: str = "name", aggregate: str = "max"):
     def backpressure_by_vertex(job_id):
         return {
-            v[key]: exactly_once.vertex_metrics(job_id, v["id"], metric)[aggregate]
-            for v in flink_jobs.vertices(job_id)
+            v[key]: exactly_once.vertex_metrics(job_id, v["id"], metric)[aggregate] for v in flink_jobs.vertices(job_id)
         }
 
     return backpressure_by_vertex

@@ -198,9 +198,10 @@ def start_throttled_job(
     conf.set("python.fn-execution.bundle.size", "50")  # a small bundle: the slow operator blocks its input early
     t_env.create_temporary_system_function("slow_enrichment", slow)
     t_env.execute_sql("DROP TEMPORARY TABLE IF EXISTS skewed_source")
+    bootstrap = config.kafka().bootstrap_servers
     t_env.execute_sql(
         f"""CREATE TEMPORARY TABLE skewed_source (id BIGINT) WITH (
-        'connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{config.kafka().bootstrap_servers}',
+        'connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}',
         'properties.group.id' = 'throttled-{uuid.uuid4().hex[:6]}', 'scan.startup.mode' = 'earliest-offset',
         'format' = 'json')"""
     )

@@ -292,7 +292,8 @@ def backpressure_reading(backpressure_by_vertex, job_id: str) -> None:
         return value != value if reference != reference else abs(value - reference) <= 250
 
     def closest(name: str) -> str:  # the aggregate of this vertex the learner's figure is nearest to
-        figures = {key: pressure[name][key] for key in ("max", "avg", "min", "sum") if pressure[name][key] == pressure[name][key]}
+        figures = {key: pressure[name][key] for key in ("max", "avg", "min", "sum")}
+        figures = {key: value for key, value in figures.items() if value == value}  # NaN: not reported
         return min(figures, key=lambda key: abs(values[name] - figures[key]), default="max")  # ties go to max
 
     off = [name for name in names if not near(values[name], pressure[name]["max"])]
