@@ -178,6 +178,21 @@ def test_merge_accepts_solution():
     checks.delta_cdc_merge(merge_solution)
 
 
+def test_merge_rejects_updating_only_the_status():
+    # used to pass: every upsert of a known payment differed in status only
+    def status_only(table, changes):
+        return (
+            table.merge(changes, "s.payment_id = t.payment_id", source_alias="s", target_alias="t")
+            .when_matched_delete(predicate="s.op = 'delete'")
+            .when_matched_update(updates={"status": "s.status"}, predicate="s.op = 'upsert'")
+            .when_not_matched_insert_all(predicate="s.op = 'upsert'", except_cols=["op"])
+            .execute()
+        )
+
+    with pytest.raises(WrongAnswer, match="old or wrong 'amount'"):
+        checks.delta_cdc_merge(status_only)
+
+
 def test_merge_rejects_ignoring_deletes():
     with pytest.raises(WrongAnswer, match="marked 'delete' are still in the table"):
         checks.delta_cdc_merge(lambda table, changes: merge_solution(table, changes, delete=False))

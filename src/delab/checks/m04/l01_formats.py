@@ -220,8 +220,15 @@ def delta_cdc_merge(merge_changes) -> None:
     base = payments.slice(0, 200)
     new = payments.slice(200, 10).to_pandas().assign(op="upsert")
     gone = payments.slice(210, 3).to_pandas().assign(op="delete")  # deletes of rows the table never had
+    # two refunds are partial (a new amount too): a merge that copies only the status leaves their old amount
+    feed = data.payment_changes(base).to_pandas()
+    partial = feed.index[(feed.op == "upsert")][:2]
+    feed.loc[partial, "amount"] = (feed.loc[partial, "amount"] / 2).round(2)
     changes = pa.concat_tables(
-        [data.payment_changes(base), pa.Table.from_pandas(pd.concat([new, gone]), preserve_index=False)],
+        [
+            pa.Table.from_pandas(feed, preserve_index=False),
+            pa.Table.from_pandas(pd.concat([new, gone]), preserve_index=False),
+        ],
         promote_options="default",
     )
     table = scratch_delta("payments_merge", base)
