@@ -39,11 +39,11 @@ def shop_in_postgres():
 # -------------------------------------------------------------------------------------------------- e1
 
 
-def make_assets(keep_cancelled=False, keep_negative=False, floor_day=True, count="nunique"):
+def make_assets(keep_cancelled=False, keep_negative=False, floor_day=True, count="nunique", keep_zero=False):
     @dg.asset
     def order_lines(orders: pd.DataFrame, order_items: pd.DataFrame, products: pd.DataFrame) -> pd.DataFrame:
         live = orders if keep_cancelled else orders[orders.status != "cancelled"]
-        items = order_items if keep_negative else order_items[order_items.quantity > 0]
+        items = order_items if keep_negative else order_items[order_items.quantity >= (0 if keep_zero else 1)]
         lines = items.merge(live, on="order_id").merge(products, on="product_id")
         day = lines.order_ts.dt.floor("D") if floor_day else lines.order_ts
         lines = lines.assign(day=day, revenue=lines.quantity * lines.unit_price.astype(float))
@@ -70,6 +70,7 @@ def test_assets_accept_solution():
         ({"keep_cancelled": True}, "cancelled orders are still in"),
         ({"keep_negative": True}, "negative quantity"),
         ({"floor_day": False}, "not at midnight"),
+        ({"keep_zero": True}, "quantity of 0 is still in"),  # quantity >= 0 (used to pass: no 0 in the shop)
     ],
 )
 def test_assets_reject_wrong_answers(options, message):
