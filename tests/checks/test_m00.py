@@ -324,3 +324,16 @@ def test_partitioned_orders_names_days_outside_orders_clean(con, tmp_path):
             "(FORMAT parquet, PARTITION_BY (order_date))"
         )
         rejects(m00.partitioned_orders, con, sql, folder, match="your partitions run from")
+
+
+def test_revenue_by_category_accepts_a_helper_view(con):
+    # the check's copy of the shop must know the learner's own views too
+    con.execute(
+        "CREATE OR REPLACE VIEW counted_lines AS SELECT i.* FROM order_items i JOIN orders_clean o USING (order_id) "
+        "WHERE o.status <> 'cancelled' AND i.quantity > 0"
+    )
+    m00.revenue_by_category(
+        con,
+        "SELECT p.category, round(sum(l.quantity * l.unit_price), 2) AS revenue FROM counted_lines l "
+        "JOIN products p USING (product_id) GROUP BY 1 ORDER BY 2 DESC",
+    )
