@@ -24,9 +24,11 @@ What the emulator does differently from AWS (measured with moto 5.2.6; the lab s
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,14 @@ def wait_ready() -> float:
     if not _answers():
         server.wait_ready()
     return time.monotonic() - started
+
+
+def warm_up_seconds() -> float | None:
+    """How long this kernel's emulator took to import its CloudFormation backend (from its log); None if unknown."""
+    if _SERVER is None:
+        return None
+    found = re.findall(r"backend imported in ([0-9.]+) s", _SERVER.logs(lines=200))
+    return float(found[-1]) if found else None
 
 
 def client(service: str) -> Any:
@@ -152,6 +162,15 @@ def checkov(template_file: Path | str, *checks: str) -> list[dict[str, Any]]:
     return [{"check": f["check_id"], "resource": f["resource"], "name": f["check_name"]} for f in failed]
 
 
+def checkov_in_background(template_file: Path | str, *checks: str) -> Future[list[dict[str, Any]]]:
+    """``checkov(...)`` in a thread: most of its time is its own start-up, which can overlap other work."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="checkov")
+    try:
+        return pool.submit(checkov, template_file, *checks)
+    finally:
+        pool.shutdown(wait=False)
+
+
 # ------------------------------------------------------------------------------------------------- stacks
 
 
@@ -207,7 +226,7 @@ def deploy(name: str, template: str, parameters: dict[str, str] | None = None) -
         except StackFailed as refused:
             # AWS would roll back (ROLLBACK_COMPLETE); the emulator leaves a half-made stack: remove it
             delete(name)
-            raise StackFailed(f"{refused} (the half-made stack was deleted: the emulator does not roll back)")
+            raise StackFailed(f"{refused} (the half-made stack was deleted: the emulator does not roll back)") from None
     return describe(name)
 
 

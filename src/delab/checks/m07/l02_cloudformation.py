@@ -165,7 +165,7 @@ def change_set_review_check(review_changes) -> None:
                                "someone approved it.")  # fmt: skip
     if answer != expected:
         raise WrongAnswer(f"review_changes returned {answer}.",
-                          hint="one entry per Changes[*].ResourceChange: its LogicalResourceId and its Action.")  # fmt: skip
+                          hint="one entry per Changes[*].ResourceChange: LogicalResourceId and Action.")  # fmt: skip
     if left:
         raise WrongAnswer(f"the review left {len(left)} change set(s) behind on the stack.",
                           hint="delete the change set once you read it (delete_change_set): stale change sets "
