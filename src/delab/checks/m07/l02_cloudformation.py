@@ -71,6 +71,8 @@ def analytics_stack_check(template: str) -> None:
         body = cf.load(template)
     except ValueError as error:
         raise WrongAnswer(str(error)) from None
+    if not isinstance(body, dict) or not isinstance(body.get("Parameters", {}), dict):
+        raise WrongAnswer("the template is not a mapping with Parameters, Resources and Outputs sections.")
     if "PlatformStack" not in body.get("Parameters", {}):
         raise WrongAnswer("the template has no `PlatformStack` parameter.",
                           hint="the same template must serve dev and prod: take the platform stack's name as a "
@@ -154,7 +156,7 @@ def change_set_review_check(review_changes) -> None:
     expected = {"OrdersQueue": "Modify", "ClicksQueue": "Add", "LoaderRole": "Remove"}
     if not isinstance(answer, dict):
         raise WrongAnswer(f"review_changes returned a {type(answer).__name__}; return a dict {{logical id: action}}.")
-    if len(twins) > 1 or (answer and set(answer.values()) == {"Add"}):
+    if len(twins) > 1 or (answer and {str(action) for action in answer.values()} == {"Add"}):
         raise WrongAnswer(f"every resource is listed as Add ({len(answer)} of them): the change set was made for a "
                           "new stack, not for the existing one.",
                           hint="on AWS, create_change_set defaults to ChangeSetType='UPDATE'; on the emulator the "
