@@ -276,12 +276,15 @@ class Tofu:
         return self.last_code == 0, out
 
 
-def tofu_command(*args: str, cwd: str | Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run tofu directly (for what python-terraform cannot express), with the same environment."""
+def tofu_command(
+    *args: str, cwd: str | Path | None = None, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run tofu directly (for what python-terraform cannot express), with the same environment (plus ``env``,
+    e.g. a TF_VAR_ that must reach ``init`` too)."""
     return subprocess.run(
         [str(tofu_bin()), *args],
         cwd=cwd,
-        env={**os.environ, **environment()},
+        env={**os.environ, **environment(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
