@@ -34,7 +34,8 @@ def providers_tf(providers: tuple[str, ...] = ("kafka",), backend: str | None = 
     for name in providers:
         source, _ = PROVIDERS[_SOURCES[name]]
         version = wrapper_version(_SOURCES[name])
-        lines.append(f'    {_TYPES.get(name, name)} = {{\n      source  = "{source.removeprefix("registry.opentofu.org/")}"')
+        short = source.removeprefix("registry.opentofu.org/")
+        lines.append(f'    {_TYPES.get(name, name)} = {{\n      source  = "{short}"')
         lines.append(f'      version = "{version}"\n    }}')
     lines.append("  }")
     if backend:

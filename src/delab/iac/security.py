@@ -143,13 +143,13 @@ def checkov(
     directory: str | Path, checks: list[str] | None = None, external_checks_dir: str | Path | None = None
 ) -> list[dict[str, Any]]:
     """Scan a folder of Terraform files; one row per (check, resource): check_id, resource, result, file."""
-    argv = [str(checkov_bin()), "-d", str(directory), "--framework", "terraform", "-o", "json", "--quiet"]
+    argv = [str(checkov_bin()), "-d", str(directory), "--framework", "terraform", "-o", "json"]
     argv += ["--skip-download", "--compact"]
     if checks:
         argv += ["--check", ",".join(checks)]
     if external_checks_dir:
         argv += ["--external-checks-dir", str(external_checks_dir)]
-    home = config.lab_dir("checkov-home")  # checkov writes a cache under $HOME: keep it in the lab's folder
+    home = config.lab_dir("checkov_home")  # checkov writes a cache under $HOME: keep it in the lab's folder
     env = {**os.environ, "HOME": str(home), "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
     result = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
     out = result.stdout.strip()

@@ -12,7 +12,6 @@ import re
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any
 
 from delab import clients, config
 from delab.grading import WrongAnswer, exercise, learner_code
@@ -145,8 +144,7 @@ def kafka_acls_check(orders_topics_tf) -> None:
     if not _allowed(matrix[READER]["consume"]):
         raise WrongAnswer(
             f"analytics could not read: {matrix[READER]['consume']}.",
-            hint="a consumer needs Read on the topic and on its consumer group: list its principal among the "
-            "readers.",
+            hint="a consumer needs Read on the topic and on its consumer group: list its principal among the readers.",
         )
     if _allowed(matrix[WRITER]["consume"]):
         raise WrongAnswer(
@@ -336,3 +334,113 @@ def state_encryption_check(encryption_tf) -> None:
             hint = "the state block must use your aes_gcm method (method.aes_gcm.<name>), not the unencrypted one."
         raise WrongAnswer("the state on the object store is plain JSON: anyone who can read the bucket reads it.",
                           hint=hint)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ e4: a policy of your own
+
+#: ACLs a reviewer would see in a pull request: two fine, two that grant too much
+POLICY_FIXTURE_TF = """
+resource "kafka_acl" "analytics_read" {
+  acl_principal       = "User:analytics"
+  acl_host            = "*"
+  acl_operation       = "Read"
+  acl_permission_type = "Allow"
+  resource_name       = "orders."
+  resource_type       = "Topic"
+}
+
+resource "kafka_acl" "orders_app_write" {
+  acl_principal       = "User:orders_app"
+  acl_host            = "*"
+  acl_operation       = "Write"
+  acl_permission_type = "Allow"
+  resource_name       = "orders."
+  resource_type       = "Topic"
+}
+
+resource "kafka_acl" "everyone_read" {
+  acl_principal       = "User:*"
+  acl_host            = "*"
+  acl_operation       = "Read"
+  acl_permission_type = "Allow"
+  resource_name       = "orders."
+  resource_type       = "Topic"
+}
+
+resource "kafka_acl" "orders_app_all" {
+  acl_principal       = "User:orders_app"
+  acl_host            = "*"
+  acl_operation       = "All"
+  acl_permission_type = "Allow"
+  resource_name       = "orders."
+  resource_type       = "Topic"
+}
+"""
+POLICY_GOOD = {"kafka_acl.analytics_read", "kafka_acl.orders_app_write"}
+POLICY_BAD = {"kafka_acl.everyone_read", "kafka_acl.orders_app_all"}
+
+
+def policy_id(policy_yaml: str) -> str:
+    """The id a YAML policy declares (metadata.id); ValueError when there is none."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(policy_yaml)
+    except yaml.YAMLError as error:
+        raise ValueError(f"it is not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("metadata"), dict):
+        raise ValueError("the policy has no metadata section")
+    found = document["metadata"].get("id")
+    if not found:
+        raise ValueError("the policy's metadata has no id")
+    return str(found)
+
+
+def run_policy(policy_yaml: str, terraform: str = POLICY_FIXTURE_TF, name: str = "policy") -> dict[str, str]:
+    """Scan ``terraform`` with the policy only: resource address -> "passed" / "failed"."""
+    folder = _scratch(name)
+    (folder / "tf").mkdir()
+    (folder / "tf" / "main.tf").write_text(terraform)
+    (folder / "policies").mkdir()
+    (folder / "policies" / "policy.yaml").write_text(policy_yaml)
+    check_id = policy_id(policy_yaml)
+    rows = security.checkov(folder / "tf", checks=[check_id], external_checks_dir=folder / "policies")
+    return {row["resource"]: row["result"] for row in rows if row["check_id"] == check_id}
+
+
+@exercise("m07.l06.e4")
+def custom_policy_check(policy_yaml) -> None:
+    """the policy fails the two ACLs that grant too much (everyone, All) and passes the two least-privilege ones."""
+    if not isinstance(policy_yaml, str) or "definition" not in policy_yaml:
+        raise WrongAnswer(
+            "policy_yaml should be the text of a checkov YAML policy (metadata + definition).",
+            hint="metadata: {id, name, category}; definition: a cond_type: attribute condition (or an and: of them).",
+        )
+    try:
+        verdicts = run_policy(policy_yaml)
+    except (ValueError, RuntimeError) as error:
+        raise WrongAnswer(
+            f"checkov cannot use the policy: {error}.", hint="metadata needs id, name and category."
+        ) from None
+    if not verdicts:
+        raise WrongAnswer(
+            "the policy matched no resource at all.",
+            hint="resource_types lists the Terraform type the rule applies to, exactly as in the .tf file.",
+        )
+    failed = {address for address, verdict in verdicts.items() if verdict == "failed"}
+    if failed & POLICY_GOOD:
+        raise WrongAnswer(
+            f"the policy fails least-privilege ACLs too: {', '.join(sorted(failed & POLICY_GOOD))}.",
+            hint="a condition describes what a compliant resource looks like (not_equals the bad value), not the "
+            "violation.",
+        )
+    if "kafka_acl.everyone_read" not in failed:
+        raise WrongAnswer(
+            "the policy lets an ACL for User:* (every authenticated user) through.",
+            hint="add a condition on acl_principal.",
+        )
+    if "kafka_acl.orders_app_all" not in failed:
+        raise WrongAnswer(
+            "the policy lets an ACL granting the operation All through.",
+            hint="add a condition on acl_operation; combine conditions with and:.",
+        )
