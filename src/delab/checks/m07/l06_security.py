@@ -175,7 +175,6 @@ def _reporting_fixture() -> tuple[str, str, str]:
 def _drop_fixture(schema: str, role: str) -> None:
     with clients.postgres() as pg:
         pg.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        pg.execute(f"DROP OWNED BY {role}")
         pg.execute(f"DROP ROLE IF EXISTS {role}")
 
 
@@ -187,7 +186,6 @@ def drop_leftover_fixtures() -> None:
         ).fetchall():
             pg.execute(f"DROP SCHEMA {schema} CASCADE")
         for (role,) in pg.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"{LAB}_rep_%",)).fetchall():
-            pg.execute(f"DROP OWNED BY {role}")
             pg.execute(f"DROP ROLE {role}")
 
 
