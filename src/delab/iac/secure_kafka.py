@@ -26,6 +26,7 @@ import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from delab import config
@@ -56,6 +57,11 @@ class SecureBroker:
 
 def bootstrap() -> str:
     return f"{config.HOST}:{config.port('kafka_secure')}"
+
+
+def config_file() -> Path:
+    """The broker's generated server.properties (passwords included: the stack's state folder, mode 600)."""
+    return layout.conf_dir(NAME) / "server.properties"
 
 
 def client_settings(user: str, password: str, servers: str | None = None) -> dict[str, Any]:
