@@ -59,11 +59,19 @@ def test_acls_reject_swapped_roles(secured_broker):
 
 
 def test_acls_reject_a_hard_coded_prefix(secured_broker):
-    with pytest.raises(WrongAnswer, match="no topic") as failed:
+    with pytest.raises(WrongAnswer, match="not var.prefix") as failed:
         checks.kafka_acls_check(
             topics_block('["User:orders_app"]', '["User:analytics"]').replace("var.prefix", '"m07_l06_mine"')
         )
     assert "var.prefix" in failed.value.hint
+
+
+def test_acls_reject_another_topic_name(secured_broker):
+    with pytest.raises(WrongAnswer, match="no topic") as failed:
+        checks.kafka_acls_check(
+            topics_block('["User:orders_app"]', '["User:analytics"]').replace("orders = {", "order_events = {")
+        )
+    assert "name the topic orders" in failed.value.hint
 
 
 def test_acls_reject_a_wildcard_reader(secured_broker):

@@ -8,10 +8,13 @@ encrypted?) and running checkov, the policy-as-code scanner that lives in its ow
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,18 @@ from delab.iac import secure_kafka
 from delab.stack.errors import MissingPrerequisite
 
 # ------------------------------------------------------------------------------------------------ Kafka
+
+
+@contextlib.contextmanager
+def _quiet_kafka() -> Iterator[None]:
+    """kafka-python logs every refusal (and SCRAM without TLS) as a warning: the probes report them instead."""
+    logger = logging.getLogger("kafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _error_name(error: BaseException) -> str:
@@ -33,6 +48,11 @@ def _error_name(error: BaseException) -> str:
 
 def try_produce(user: str, password: str, topic: str, timeout: float = 6.0) -> str:
     """Produce one message to ``topic`` on the secured broker as ``user``: "ok" or the error's name."""
+    with _quiet_kafka():
+        return _produce(user, password, topic, timeout)
+
+
+def _produce(user: str, password: str, topic: str, timeout: float) -> str:
     from kafka import KafkaProducer
 
     try:
@@ -55,6 +75,11 @@ def try_produce(user: str, password: str, topic: str, timeout: float = 6.0) -> s
 
 def try_consume(user: str, password: str, topic: str, group: str, timeout: float = 6.0) -> str:
     """Read ``topic`` from the beginning as ``user`` in consumer group ``group``: "ok (N messages)" or the error."""
+    with _quiet_kafka():
+        return _consume(user, password, topic, group, timeout)
+
+
+def _consume(user: str, password: str, topic: str, group: str, timeout: float) -> str:
     from kafka import KafkaConsumer, TopicPartition
 
     try:

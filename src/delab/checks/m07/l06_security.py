@@ -81,6 +81,17 @@ def drop_prefix(prefix: str) -> None:
         client.close()
 
 
+def topics() -> set[str]:
+    """The topics on the secured broker (as its admin sees them)."""
+    from kafka import KafkaAdminClient
+
+    client = KafkaAdminClient(**secure_kafka.start().settings(), request_timeout_ms=10_000)
+    try:
+        return set(client.list_topics())
+    finally:
+        client.close()
+
+
 def apply_with_users(folder: Path, main_tf: str, prefix: str, passwords: dict[str, str]) -> Tofu:
     """Apply the users plus ``main_tf`` on the secured broker (local state in ``folder``)."""
     root = write_root(folder, main_tf, providers=("kafka_secure",), files={"users.tf": USERS_TF})
@@ -114,6 +125,11 @@ def kafka_acls_check(orders_topics_tf) -> None:
             "orders_topics_tf should be the text of a module block calling kafka_topics.",
             hint='module "orders_topics" { source = …, prefix = var.prefix, topics = …, writers = …, readers = … }',
         )
+    if not re.search(r"prefix\s*=\s*var\.prefix", orders_topics_tf):
+        raise WrongAnswer(
+            "the module's prefix is not var.prefix.",
+            hint="set prefix = var.prefix: the check (and the lab) choose the namespace, the module block does not.",
+        )
     prefix = f"{LAB}_check"
     drop_prefix(prefix)
     passwords = user_passwords()
@@ -125,12 +141,12 @@ def kafka_acls_check(orders_topics_tf) -> None:
             f"tofu apply failed: {error.message}",
             hint="the module takes prefix, topics, readers and writers; principals are written User:<name>.",
         ) from None
-    matrix = access_matrix(prefix, passwords)
-    if "UnknownTopicOrPartition" in matrix[WRITER]["produce"] or "KafkaTimeout" in matrix[WRITER]["produce"]:
+    if f"{prefix}.orders" not in topics():
         raise WrongAnswer(
-            f"no topic {prefix}.orders on the broker ({matrix[WRITER]['produce']}).",
+            f"no topic {prefix}.orders on the broker after the apply.",
             hint="name the topic orders and set prefix = var.prefix (the check chooses the prefix).",
         )
+    matrix = access_matrix(prefix, passwords)
     if not _allowed(matrix[WRITER]["produce"]):
         raise WrongAnswer(
             f"orders_app could not produce: {matrix[WRITER]['produce']}.",
@@ -146,15 +162,15 @@ def kafka_acls_check(orders_topics_tf) -> None:
             f"analytics could not read: {matrix[READER]['consume']}.",
             hint="a consumer needs Read on the topic and on its consumer group: list its principal among the readers.",
         )
-    if _allowed(matrix[WRITER]["consume"]):
-        raise WrongAnswer(
-            "orders_app could read the topic back.",
-            hint="the producing service needs no Read: keep it out of the readers.",
-        )
     if _allowed(matrix[OUTSIDER]["produce"]) or _allowed(matrix[OUTSIDER]["consume"]):
         raise WrongAnswer(
             "intruder, a user with no grant, could use the topic.",
             hint="grant named principals only — never User:* (every authenticated user).",
+        )
+    if _allowed(matrix[WRITER]["consume"]):
+        raise WrongAnswer(
+            "orders_app could read the topic back.",
+            hint="the producing service needs no Read: keep it out of the readers.",
         )
 
 
