@@ -45,8 +45,9 @@ print(f"secured broker on {broker.bootstrap} after {time.monotonic() - started:.
 # - `authorizer.class.name=…StandardAuthorizer` and `allow.everyone.if.no.acl.found=false`: once logged in, a
 #   principal (`User:<name>`) may do only what an **ACL** allows; the broker's own `admin` is the only super user.
 #
-# A login the broker does not know gets nothing, not even the list of topics (the client gives up after its
-# timeout):
+# A login the broker does not know gets nothing, not even the list of topics. The broker closes the connection
+# after the failed SCRAM exchange without saying why (an attacker learns nothing), so the client only sees that
+# it could not bootstrap — `KafkaTimeoutError`:
 
 # %%
 conf = secure_kafka.config_file().read_text()
@@ -242,10 +243,8 @@ check.m07.custom_policy_check(policy_yaml)
 
 # %% [markdown]
 # In a pipeline the same command gates the merge: `checkov -d . --external-checks-dir policies/` exits non-zero
-# when a policy fails. The check above ran exactly that, against the four ACLs:
-
-# %%
-pd.Series(lab.run_policy(policy_yaml, name="policy_demo"), name="verdict")
+# when a policy fails. `lab.run_policy(policy_yaml)` runs exactly that on the four ACLs and returns the verdict
+# per resource — use it while you write your policy (each run takes a few seconds: checkov is slow to start).
 
 # %% [markdown]
 # ## Clean up

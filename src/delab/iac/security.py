@@ -60,6 +60,7 @@ def _produce(user: str, password: str, topic: str, timeout: float) -> str:
             **secure_kafka.client_settings(user, password),
             request_timeout_ms=int(timeout * 1000),
             max_block_ms=int(timeout * 1000),
+            bootstrap_timeout_ms=int(timeout * 1000),  # a refused login is retried until this runs out
             retries=0,
         )
     except Exception as error:
@@ -88,6 +89,7 @@ def _consume(user: str, password: str, topic: str, group: str, timeout: float) -
             group_id=group,
             enable_auto_commit=False,
             request_timeout_ms=int(timeout * 1000) + 1000,
+            bootstrap_timeout_ms=int(timeout * 1000),
         )
     except Exception as error:
         return _error_name(error)
