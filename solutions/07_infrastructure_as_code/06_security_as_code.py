@@ -88,8 +88,12 @@ module "orders_topics" {{
 """
 ### END SOLUTION
 
+# %%
+check.m07.kafka_acls_check(orders_topics_tf)
+
 # %% [markdown]
-# Apply it in the lab's namespace and try every action as every user — what the broker allows and denies:
+# The check applied it under its own prefix. Apply it in the lab's namespace too, and try every action as every
+# user — what the broker allows and denies:
 
 # %%
 lab.drop_prefix(ns.prefix)  # a re-run starts from nothing
@@ -97,9 +101,6 @@ passwords = lab.user_passwords()  # in real life: a secret manager
 acls_tofu = lab.apply_with_users(work / "acls", orders_topics_tf, ns.prefix, passwords)
 print(acls_tofu.outputs() or "", acls_tofu.state_list()[:3], "…")
 pd.DataFrame(lab.access_matrix(ns.prefix, passwords)).T
-
-# %%
-check.m07.kafka_acls_check(orders_topics_tf)
 
 # %% [markdown]
 # `TopicAuthorizationFailedError` for `analytics` producing and for `intruder` doing anything: the broker checked
@@ -134,10 +135,13 @@ def grant_statements(schema: str, role: str) -> list[str]:
 ### END SOLUTION
 
 # %%
-lab.reporting_access(grant_statements)
+check.m07.least_privilege_check(grant_statements)
+
+# %% [markdown]
+# What the reporting login could and could not do in the check, on a fresh schema:
 
 # %%
-check.m07.least_privilege_check(grant_statements)
+lab.reporting_access(grant_statements)
 
 # %% [markdown]
 # ## Encrypting the state
@@ -179,6 +183,9 @@ terraform {
 """
 ### END SOLUTION
 
+# %%
+check.m07.state_encryption_check(encryption_tf)
+
 # %% [markdown]
 # Apply it without and with encryption, and look at the bytes on the object store — what a stolen bucket gives away:
 
@@ -197,9 +204,6 @@ print("secret readable?", lab.SECRET_VALUE.encode() in plain, "→", lab.SECRET_
 wrong = iac.tofu_command("plan", "-no-color", "-input=false", cwd=work / "checks" / "encryption-encrypted",
                          env={"TF_VAR_state_passphrase": "a-wrong-passphrase-123"})  # fmt: skip
 print("exit", wrong.returncode, "—", next((ln for ln in wrong.stderr.splitlines() if "rror" in ln), "")[:160])
-
-# %%
-check.m07.state_encryption_check(encryption_tf)
 
 # %% [markdown]
 # ## Policy as code with checkov
