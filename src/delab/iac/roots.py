@@ -6,6 +6,7 @@ Provider settings (bootstrap servers, Postgres host and password) are generated 
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -18,13 +19,18 @@ _SOURCES = {"kafka": "kafka-provider", "kafka_secure": "kafka-provider", "postgr
 _TYPES = {"kafka_secure": "kafka"}
 
 
-def module_source(name: str) -> str:
-    """The ``source`` of one of the project's modules (infra/terraform/modules/NAME), as an absolute path."""
+def module_source(name: str, relative_to: str | Path | None = None) -> str:
+    """The ``source`` of one of the project's modules (infra/terraform/modules/NAME): an absolute path, or a path
+    relative to the root folder ``relative_to``. Use the relative form for a module that calls its siblings
+    (``../kafka_topics``): OpenTofu treats an absolute path as a package of its own, which ``../`` may not leave."""
     path = modules_dir() / name
     if not path.is_dir():
         known = ", ".join(sorted(p.name for p in modules_dir().iterdir() if p.is_dir()))
         raise ValueError(f"no module {name!r} in infra/terraform/modules (known: {known})")
-    return str(path)
+    if relative_to is None:
+        return str(path)
+    relative = os.path.relpath(path, Path(relative_to).resolve())
+    return relative if relative.startswith("../") else f"./{relative}"
 
 
 def providers_tf(providers: tuple[str, ...] = ("kafka",), backend: str | None = None) -> str:
