@@ -331,7 +331,7 @@ print("prod's owner password in prod's state:", vault["prod_owner"].encode() in 
 
 # %% [markdown]
 # `sensitive` hides values from plans and outputs, not from the state. Protect the state like the secret it is:
-# a backend with tight access and encryption at rest, and OpenTofu's **client-side state encryption** (lab 07.05
+# a backend with tight access and encryption at rest, and OpenTofu's **client-side state encryption** (lab 07.06
 # turns it on: the state on the object store becomes unreadable without the key).
 #
 # ## Promotion: the same change, dev → staging → prod, through saved plans
@@ -440,7 +440,7 @@ side_by_side() | {"refunds": {env: kafka_admin.topic_names(f"{PLATFORM}_{env}.re
 # - Promote a change through saved plans: the same reviewed shape per environment, prod applying exactly the
 #   reviewed file (its digest), a stale plan refused and re-planned, never "fixed" by a silent re-plan.
 # - Secrets come from the environment or a git-ignored file, are `sensitive`, have no default — and still live
-#   in the state and in saved plans: protect both (lab 07.05 encrypts the state).
+#   in the state and in saved plans: protect both (lab 07.06 encrypts the state).
 #
 # **Going further:** pin each root to a *tagged* module version (`source = "git::…//modules/environment?ref=v2"`)
 # so promotion becomes a one-line version bump per environment; run the plans in CI (Atlantis, Spacelift, a

@@ -13,7 +13,10 @@ from pathlib import Path
 from delab import config
 from delab.iac.tofu import PROVIDERS, modules_dir, wrapper_version
 
-_SOURCES = {"kafka": "kafka-provider", "postgresql": "postgres-provider"}
+#: provider name in a configuration -> wrapper module; "kafka_secure" is the kafka provider logged in to the
+#: secured broker of lab 07.06 (delab.iac.secure_kafka) as its admin
+_SOURCES = {"kafka": "kafka-provider", "kafka_secure": "kafka-provider", "postgresql": "postgres-provider"}
+_TYPES = {"kafka_secure": "kafka"}
 
 
 def module_source(name: str, relative_to: str | Path | None = None) -> str:
@@ -37,7 +40,8 @@ def providers_tf(providers: tuple[str, ...] = ("kafka",), backend: str | None = 
     for name in providers:
         source, _ = PROVIDERS[_SOURCES[name]]
         version = wrapper_version(_SOURCES[name])
-        lines.append(f'    {name} = {{\n      source  = "{source.removeprefix("registry.opentofu.org/")}"')
+        short = source.removeprefix("registry.opentofu.org/")
+        lines.append(f'    {_TYPES.get(name, name)} = {{\n      source  = "{short}"')
         lines.append(f'      version = "{version}"\n    }}')
     lines.append("  }")
     if backend:
@@ -48,6 +52,18 @@ def providers_tf(providers: tuple[str, ...] = ("kafka",), backend: str | None = 
             'provider "kafka" {\n'
             f'  bootstrap_servers = ["{config.kafka().bootstrap_servers.split(",")[0]}"]\n'
             "  tls_enabled       = false\n"
+            "}\n"
+        )
+    if "kafka_secure" in providers:
+        from delab.iac import secure_kafka
+
+        lines.append(
+            'provider "kafka" {\n'
+            f'  bootstrap_servers = ["{secure_kafka.bootstrap()}"]\n'
+            "  tls_enabled       = false\n"
+            '  sasl_mechanism    = "scram-sha256"\n'
+            '  sasl_username     = "admin"\n'
+            f'  sasl_password     = "{secure_kafka.admin_password()}"\n'
             "}\n"
         )
     if "postgresql" in providers:
