@@ -38,12 +38,29 @@ def _keep_pyspark_connect_from_exiting() -> None:
         sys.modules["pyspark.sql.connect"] = None  # type: ignore[assignment]
 
 
+_OWN_STATE_DIRS: list[str] = []
+
+
+def _new_state_dir() -> str:
+    path = tempfile.mkdtemp(prefix="delab-test-state-")
+    _OWN_STATE_DIRS.append(path)
+    return path
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the state folder this run made for itself (`make test` shares one it keeps: DELAB_TEST_STATE_DIR)."""
+    import shutil
+
+    while _OWN_STATE_DIRS:
+        shutil.rmtree(_OWN_STATE_DIRS.pop(), ignore_errors=True)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     _keep_pyspark_connect_from_exiting()
     if "DELAB_TEST_STATE_DIR" in os.environ:  # `make test` shares one across its phases (Airflow DBs, data)
         os.environ["DELAB_STATE_DIR"] = os.environ["DELAB_TEST_STATE_DIR"]
     elif "DELAB_TEST_KEEP_STATE" not in os.environ:
-        os.environ["DELAB_STATE_DIR"] = tempfile.mkdtemp(prefix="delab-test-state-")
+        os.environ["DELAB_STATE_DIR"] = _OWN_STATE_DIRS[0] if _OWN_STATE_DIRS else _new_state_dir()
     os.environ.setdefault("DELAB_ROOT", str(ROOT))
     os.environ.setdefault("MPLBACKEND", "Agg")
 

@@ -5,11 +5,13 @@ Prefect is imported inside the checks, so this file loads in every kernel."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import inspect
 import io
 import itertools
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -267,7 +269,9 @@ def cached_extract(cached_extract) -> None:
             hint="leave persist_result alone (a cache policy turns it on) or set it to True.",
         )
     # a storage of our own, so the first call below is a miss whatever the notebook ran before
-    storage = LocalFileSystem(basepath=tempfile.mkdtemp(prefix="m01-l02-cache-"))
+    cache_dir = tempfile.mkdtemp(prefix="m01-l02-cache-")
+    atexit.register(shutil.rmtree, cache_dir, True)  # results are read below; the folder goes with the kernel
+    storage = LocalFileSystem(basepath=cache_dir)
     storage.save("m01-l02-check-cache", overwrite=True, _sync=True)
     probe = cached_extract.with_options(result_storage=storage)
 
