@@ -10,7 +10,9 @@ are kept between runs, so applying release 1 again converges (idempotent).
 
 from __future__ import annotations
 
+import copy
 import math
+import time
 from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 
 from delab import config
 from delab.grading import WrongAnswer, exercise
-from delab.iac import Tofu, TofuError, cost, module_source, write_root
+from delab.iac import Tofu, TofuError, cost, kafka_admin, module_source, write_root
 
 LAB = "m07_l05"
 PREFIX = "m07_l05chk"
@@ -61,11 +63,23 @@ def _release(version: int, source: str) -> str:
     return text
 
 
+def _forget_topics(timeout: float = 30.0) -> None:
+    """Delete this check's topics from the stack's Kafka and wait until the broker no longer lists them."""
+    names = [f"{PREFIX}.{name}" for name in {**_TOPICS_V1, **_TOPICS_V2}]
+    kafka_admin.delete_topics(*names)
+    deadline = time.monotonic() + timeout
+    with kafka_admin.admin() as client:
+        while set(names) & set(client.list_topics()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+
 @cache
 def plans() -> tuple[dict[str, Any], dict[str, Any]]:
     """(release 2's plan, the destroy plan of release 1) as ``tofu show -json`` gives them; release 1 applied."""
     folder: Path = config.lab_dir(LAB) / "checks" / "platform"
     source = module_source("kafka_topics")
+    if not (folder / "terraform.tfstate").exists():
+        _forget_topics()  # topics left by a state that is gone (a wiped lab folder): start from nothing
     tofu = Tofu(write_root(folder, _release(1, source), providers=("kafka",)))
     try:
         tofu.init()
@@ -83,12 +97,13 @@ def plans() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _call(function: Callable[..., Any], *args: Any) -> Any:
-    """Call the learner's function; any exception becomes a one-line verdict (a check never crashes)."""
+    """Call the learner's function on copies of the plans; any exception becomes a one-line verdict (a check never
+    crashes)."""
     try:
-        return function(*args)
+        return function(*copy.deepcopy(args))
     except cost.OverBudget:
         raise
-    except Exception as error:  # noqa: BLE001 - the learner's code may raise anything
+    except Exception as error:  # the learner's code may raise anything
         name = type(error).__name__
         hint = "read the plan's values as they are in the JSON: resources being deleted have no `after` (null)"
         if isinstance(error, TypeError) and ("str" in str(error) or "can't multiply" in str(error)):
@@ -111,7 +126,9 @@ def _changes(plan_json: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 def cost_model_check(monthly_cost) -> None:
     """monthly_cost(plan_json, prices, gb_per_partition_day) prices every resource as it will be after the plan."""
     if not callable(monthly_cost):
-        raise WrongAnswer("monthly_cost should be a function.", hint="def monthly_cost(plan_json, prices, gb_per_partition_day): …")
+        raise WrongAnswer(
+            "monthly_cost should be a function.", hint="def monthly_cost(plan_json, prices, gb_per_partition_day): …"
+        )
     prices, rate = cost.load_prices(), cost.GB_PER_PARTITION_DAY
     change, _ = plans()
     expected = cost.monthly_cost(change, prices, rate)
@@ -139,7 +156,9 @@ def cost_model_check(monthly_cost) -> None:
         try:
             value_given = float(given[address])
         except (TypeError, ValueError):
-            raise WrongAnswer(f"{address}: {given[address]!r} is not a number.", hint="costs are USD numbers.") from None
+            raise WrongAnswer(
+                f"{address}: {given[address]!r} is not a number.", hint="costs are USD numbers."
+            ) from None
         if _close(value_given, value):
             continue
         after = changes[address]["change"]["after"]
@@ -248,6 +267,16 @@ def budget_gate_check(budget_gate) -> None:
         raise WrongAnswer(
             f"the gate returned ${total:,.2f}, what this plan adds; the platform will cost ${after:,.2f}/month.",
             hint="a budget caps the bill: the total after apply, not the change (small steps add up unseen).",
+        )
+    deleted = sum(
+        cost.resource_cost(c["type"], c["change"].get("before"), prices, rate) or 0.0
+        for c in change.get("resource_changes", [])
+        if c["change"].get("after") is None
+    )
+    if _close(total, after + deleted):
+        raise WrongAnswer(
+            f"the gate returned ${total:,.2f}; without the resources this plan deletes it is ${after:,.2f}/month.",
+            hint="resources being deleted cost nothing after the plan: price `after`, never `before`.",
         )
     if _close(total, today):
         raise WrongAnswer(
