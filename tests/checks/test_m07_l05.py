@@ -111,6 +111,17 @@ def test_cost_turns_a_crash_into_a_hint():
     assert "strings" in failed.value.hint
 
 
+@pytest.mark.stack
+def test_cost_rejects_a_resource_left_out():
+    def topics_only(plan_json, prices, gb_per_partition_day):
+        costs = good_cost(plan_json, prices, gb_per_partition_day)
+        return {address: usd for address, usd in costs.items() if "kafka_topic" in address}
+
+    with pytest.raises(WrongAnswer, match="no cost for") as failed:
+        checks.cost_model_check(topics_only)
+    assert "terraform_data" in failed.value.hint
+
+
 def test_cost_placeholder_is_not_solved():
     with pytest.raises(NotSolvedYet):
         checks.cost_model_check(...)
