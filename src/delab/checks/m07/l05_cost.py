@@ -18,6 +18,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from kafka.errors import KafkaError
+
 from delab import config
 from delab.grading import WrongAnswer, exercise
 from delab.iac import Tofu, TofuError, cost, kafka_admin, module_source, write_root
@@ -78,19 +80,19 @@ def plans() -> tuple[dict[str, Any], dict[str, Any]]:
     """(release 2's plan, the destroy plan of release 1) as ``tofu show -json`` gives them; release 1 applied."""
     folder: Path = config.lab_dir(LAB) / "checks" / "platform"
     source = module_source("kafka_topics")
-    if not (folder / "terraform.tfstate").exists():
-        _forget_topics()  # topics left by a state that is gone (a wiped lab folder): start from nothing
     tofu = Tofu(write_root(folder, _release(1, source), providers=("kafka",)))
     try:
+        if not (folder / "terraform.tfstate").exists():
+            _forget_topics()  # topics left by a state that is gone (a wiped lab folder): start from nothing
         tofu.init()
         tofu.apply()
         destroy = tofu.plan(destroy=True).json
         write_root(folder, _release(2, source), providers=("kafka",))
         change = tofu.plan().json
         write_root(folder, _release(1, source), providers=("kafka",))  # the folder describes what is applied
-    except TofuError as error:
+    except (TofuError, KafkaError, OSError) as error:
         raise WrongAnswer(
-            f"the check could not plan its platform: {error}",
+            f"the check could not plan its platform: {type(error).__name__}: {error}",
             hint="is the stack's Kafka running? `delab stack status` (then run the cell again).",
         ) from None
     return change, destroy
@@ -308,8 +310,14 @@ def budget_gate_check(budget_gate) -> None:
             "the gate refuses a plan that destroys everything (it costs $0 after apply) under a $1 budget.",
             hint="resources being deleted cost nothing after the plan: price `after`, never `before`.",
         ) from None
-    if not _close(float(left or 0), 0.0):
+    try:
+        left_usd = float(left or 0)
+    except (TypeError, ValueError):
         raise WrongAnswer(
-            f"the gate says a destroy plan leaves ${float(left):,.2f}/month.",
+            f"the gate returned {left!r} for a destroy plan.", hint="return the total (a number)."
+        ) from None
+    if not _close(left_usd, 0.0):
+        raise WrongAnswer(
+            f"the gate says a destroy plan leaves ${left_usd:,.2f}/month.",
             hint="resources being deleted cost nothing after the plan.",
         )
