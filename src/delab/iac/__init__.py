@@ -6,6 +6,8 @@
 - ``delab.iac.backends``: state in the stack's Postgres (``backend "pg"``) or object store (``backend "s3"``
   with OpenTofu's S3-native lock file);
 - ``delab.iac.secure_kafka``: a SASL/SCRAM + ACL broker a lab starts and stops (lab 07.06);
+- ``delab.iac.cost``: a plan's monthly cost from a dated price table, measured usage of the stack, a tagging
+  policy and a budget gate (lab 07.05);
 - ``delab.iac.security``: probes that try an action as a principal (allowed or denied), raw object bytes, checkov.
 """
 
