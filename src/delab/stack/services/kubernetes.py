@@ -9,6 +9,7 @@ are made once with openssl under the service's data folder; the admin kubeconfig
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import ssl
@@ -80,9 +81,25 @@ def _copy_kwok_stages() -> None:
 
 
 def build(progress=_say) -> None:
-    """Build etcd, kwok and the Kubernetes binaries (pinned in infra/native/go/*), once; seconds when built."""
+    """Build etcd, kwok and the Kubernetes binaries (pinned in infra/native/go/*), once; seconds when built.
+
+    One build at a time per checkout: a second caller (a notebook while `delab stack build kubernetes` runs, CI's
+    background build) waits for the first one's lock and then finds the binaries built."""
     if built():
         return
+    lock_path = layout.build_dir() / "kubernetes.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress("another process is building the Kubernetes plane: waiting for it to finish")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if not built():
+            _build_locked(progress)
+
+
+def _build_locked(progress) -> None:
     if shutil.which("go") is None:
         raise MissingPrerequisite("Go not found: it builds the Kubernetes plane (see environment.yml)")
     progress(
