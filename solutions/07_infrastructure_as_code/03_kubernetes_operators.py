@@ -354,9 +354,9 @@ check.m07.ensure_topic_check(ensure_topic)
 registry = kube.kopf_registry()
 
 
-@kopf.on.create("data.delab.local", "v1alpha1", "kafkatopics", registry=registry)
-@kopf.on.update("data.delab.local", "v1alpha1", "kafkatopics", registry=registry, field="spec")
-@kopf.on.resume("data.delab.local", "v1alpha1", "kafkatopics", registry=registry)
+@kopf.on.create("data.delab.local", "v1alpha1", "kafkatopics", registry=registry, backoff=2)
+@kopf.on.update("data.delab.local", "v1alpha1", "kafkatopics", registry=registry, field="spec", backoff=2)
+@kopf.on.resume("data.delab.local", "v1alpha1", "kafkatopics", registry=registry, backoff=2)
 def reconcile(spec, name, namespace, **_):
     """KafkaTopic <name> in namespace m07-l03 → topic m07_l03.<name> on the stack's Kafka."""
     return ensure_topic(f"{TOPIC_PREFIX}.{name}", dict(spec))
@@ -368,6 +368,7 @@ def live_status(name: str) -> dict:
 
 kube.kubectl("delete", "kafkatopics", "--all", "-n", NS, "--wait=true")  # a re-run starts from nothing
 kafka_admin.delete_topics(*kafka_admin.topic_names(f"{TOPIC_PREFIX}.clicks"))
+kube.wait_for(lambda: not kafka_admin.topic_names(f"{TOPIC_PREFIX}.clicks"), what="the old topic deleted")
 clicks = {
     "apiVersion": "data.delab.local/v1alpha1",
     "kind": "KafkaTopic",

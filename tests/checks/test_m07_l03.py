@@ -255,7 +255,9 @@ def ensure_always_creates(topic, spec):
     from kafka.admin import NewTopic
 
     with kafka_admin.admin() as client:  # raises TopicAlreadyExistsError the second time
-        client.create_topics([NewTopic(topic, spec["partitions"], 1, {"retention.ms": str(spec["retentionMs"])})])
+        client.create_topics(
+            [NewTopic(topic, spec["partitions"], 1, topic_configs={"retention.ms": str(spec["retentionMs"])})]
+        )
     return {"partitions": spec["partitions"]}
 
 
