@@ -10,6 +10,7 @@ are made once with openssl under the service's data folder; the admin kubeconfig
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import shutil
 import ssl
@@ -41,9 +42,11 @@ SERVICE_CIDR = "10.96.0.0/24"
 KWOK_STAGES = [
     "node/fast/node-initialize.yaml",
     "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
-    "pod/general/pod-ready.yaml",
-    "pod/general/pod-complete.yaml",
-    "pod/general/pod-delete.yaml",
+    # the "fast" pod stages: Pending -> Running and Ready in one step (the "general" ones wait for an Initialized
+    # condition that only their pod-create/init stages set)
+    "pod/fast/pod-ready.yaml",
+    "pod/fast/pod-complete.yaml",
+    "pod/fast/pod-delete.yaml",
 ]
 
 
@@ -65,7 +68,9 @@ def built() -> bool:
 
 
 def _stages_file() -> Path:
-    return layout.build_dir() / "kwok" / "stages.yaml"
+    """kwok's stages, named after the list above: a changed list is copied again on the next start."""
+    digest = hashlib.sha256("\n".join(KWOK_STAGES).encode()).hexdigest()[:8]
+    return layout.build_dir() / "kwok" / f"stages-{digest}.yaml"
 
 
 def _copy_kwok_stages() -> None:
