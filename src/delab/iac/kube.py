@@ -64,8 +64,14 @@ def wait_rollout(deployment: str, namespace: str, timeout_s: int = 60) -> None:
 
 
 def wait_established(crd_name: str, timeout_s: int = 30) -> None:
-    """Wait until the API server serves a CustomResourceDefinition's resource."""
-    kubectl("wait", "--for=condition=Established", f"crd/{crd_name}", f"--timeout={timeout_s}s", timeout=timeout_s + 30)
+    """Wait until the API server serves a CustomResourceDefinition's resource. (Polled: `kubectl wait` fails
+    instead of waiting while a new CRD has no conditions yet.)"""
+
+    def established() -> bool:
+        conditions = get("crd", crd_name).get("status", {}).get("conditions") or []
+        return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+    wait_for(established, timeout_s=timeout_s, what=f"CRD {crd_name} established")
 
 
 def offline_error(manifest: dict[str, Any], version: str = SCHEMA_VERSION) -> str | None:

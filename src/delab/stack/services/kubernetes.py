@@ -419,6 +419,9 @@ class Kubernetes(NativeService):
                     "--manage-all-nodes=false",
                     "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                     f"--node-ip={HOST}",
+                    # renew the node's Lease (the heartbeat-with-lease stage updates the node's status only every
+                    # ~10 min): without it the node-lifecycle controller marks the node and its pods not ready
+                    "--node-lease-duration-seconds=40",
                     "--cidr=10.244.0.0/16",
                 ],
                 env=no_proxy,
