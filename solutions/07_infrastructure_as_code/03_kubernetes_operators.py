@@ -271,7 +271,7 @@ def kafka_topic_crd() -> dict:
                     },
                     "additionalPrinterColumns": [
                         {"name": "Partitions", "type": "integer", "jsonPath": ".spec.partitions"},
-                        {"name": "Live", "type": "integer", "jsonPath": ".status.ensure_topic.partitions"},
+                        {"name": "Live", "type": "integer", "jsonPath": ".status.topic.partitions"},
                     ],
                 }
             ],
@@ -345,8 +345,8 @@ def ensure_topic(topic: str, spec: dict) -> dict:
 check.m07.ensure_topic_check(ensure_topic)
 
 # %% [markdown]
-# Now the operator around it: three handlers for one resource kind, each calling your `ensure_topic`. What a
-# handler returns, kopf writes under `status.<handler name>` of the resource. `kube.running_operator` runs kopf
+# Now the operator around it: one handler for three events of one resource kind, calling your `ensure_topic` and
+# writing what it reports to the resource's `status.topic` (through kopf's `patch`). `kube.running_operator` runs kopf
 # in a background thread of this kernel, watching this lab's namespace only (in production: its own Deployment,
 # with a ServiceAccount allowed to watch KafkaTopics and nothing more).
 
@@ -355,15 +355,15 @@ registry = kube.kopf_registry()
 
 
 @kopf.on.create("data.delab.local", "v1alpha1", "kafkatopics", registry=registry, backoff=2)
-@kopf.on.update("data.delab.local", "v1alpha1", "kafkatopics", registry=registry, field="spec", backoff=2)
+@kopf.on.update("data.delab.local", "v1alpha1", "kafkatopics", registry=registry, backoff=2)
 @kopf.on.resume("data.delab.local", "v1alpha1", "kafkatopics", registry=registry, backoff=2)
-def reconcile(spec, name, namespace, **_):
+def reconcile(spec, name, patch, **_):
     """KafkaTopic <name> in namespace m07-l03 → topic m07_l03.<name> on the stack's Kafka."""
-    return ensure_topic(f"{TOPIC_PREFIX}.{name}", dict(spec))
+    patch.status["topic"] = ensure_topic(f"{TOPIC_PREFIX}.{name}", dict(spec))
 
 
 def live_status(name: str) -> dict:
-    return kube.get("kafkatopic", name, "-n", NS).get("status", {}).get("ensure_topic", {})
+    return kube.get("kafkatopic", name, "-n", NS).get("status", {}).get("topic", {})
 
 
 kube.kubectl("delete", "kafkatopics", "--all", "-n", NS, "--wait=true")  # a re-run starts from nothing
