@@ -29,7 +29,7 @@ from delab.streaming import exactly_once, flink_jobs
 stack.require("kafka", "flink", "s3")  # checkpoints go to the object store
 ns = stack.namespace("m03_l07")
 flink_jobs.cancel_jobs(ns.prefix)  # jobs an earlier run of this notebook may have left on the shared cluster
-topics = flink_jobs.fresh_topics(ns, ["bench", "consume", "orders_txn", "payments", "ledger"])
+topics = flink_jobs.fresh_topics(ns, ["bench", "consume", "orders_txn", "payments", "ledger", "skewed"])
 bootstrap = config.kafka().bootstrap_servers
 payments = datasets.shop(seed=7, scale=0.05).payments
 
@@ -143,20 +143,23 @@ consumer_table
 # Flink reports, per task and per second, how many milliseconds it was **busy**, **idle** or
 # **backpressured** (`busyTimeMsPerSecond`, `idleTimeMsPerSecond`, `backPressuredTimeMsPerSecond`) through its
 # REST API: `GET /jobs/<job>/vertices/<vertex>/subtasks/metrics?get=<metric>` aggregates a metric over a
-# vertex's subtasks (min, max, avg, sum). Below, a fast source feeds a Python function that sleeps 2 ms per
-# record (think: a slow enrichment call or a throttled sink), then a sink that discards.
+# vertex's subtasks (min, max, avg, sum). Below, a Kafka source feeds a Python function that sleeps 2 ms per
+# record (think: a slow enrichment call or a throttled sink), then a sink that discards. Every operator runs as
+# **two subtasks**, and the topic is **skewed**: its backlog sits in partition 0, partition 1 is empty — so one
+# source subtask is held back while the other has nothing to do.
 
 # %%
 throttle_env = flink_jobs.table_environment(f"{ns.prefix} throttled")
-throttled_job = exactly_once.start_throttled_job(throttle_env, f"{ns.prefix} throttled")
+throttled_job = exactly_once.start_throttled_job(throttle_env, f"{ns.prefix} throttled", topics["skewed"])
 exactly_once.wait_for_metrics(throttled_job)
 [(v["name"], v["parallelism"]) for v in flink_jobs.vertices(throttled_job)]
 
 # %% [markdown]
 # ### Exercise 2 — where is the pressure?
 # Write `backpressure_by_vertex(job_id)`: return `{vertex name: backPressuredTimeMsPerSecond}` for every vertex
-# of the job (the `max` over its subtasks), read with `flink_jobs.rest(path, params=...)` — the vertices are in
-# `flink_jobs.vertices(job_id)`.
+# of the job (the `max` over its subtasks: a vertex is as backpressured as its most backpressured subtask —
+# the average of a waiting and an idle subtask hides the wait), read with `flink_jobs.rest(path, params=...)` —
+# the vertices are in `flink_jobs.vertices(job_id)`.
 
 
 # %%

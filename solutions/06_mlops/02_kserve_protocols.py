@@ -124,13 +124,16 @@ check.m06.order_value_model(model_source, model_dir, X[:20])
 # ## Serve it on 127.0.0.1
 # `kserve.ModelServer` binds every interface (`0.0.0.0`, hard-coded). `delab.mlops.kserve_local` builds the same
 # pieces — model registry, data plane, KServe's FastAPI app with its V1 and V2 routes — and runs the app under
-# uvicorn on 127.0.0.1 (gRPC off: KServe's gRPC server also binds every interface). It is started through
-# `delab.servers`, so it stops with the notebook even if the kernel dies.
+# uvicorn on 127.0.0.1 — and, with `grpc=True`, the V2 protocol's gRPC binding on 127.0.0.1 too (KServe's own gRPC
+# server binds `[::]`; `kserve_local` runs KServe's gRPC servicer on a server of its own, bound to loopback). It is
+# started through `delab.servers`, so it stops with the notebook even if the kernel dies.
 
 # %%
 (folder / "order_model.py").write_text(model_source)
 started = time.monotonic()
-predictor = kserve_local.serve("order_model:OrderValueModel", name="order-value", model_dir=model_dir, workdir=folder)
+predictor = kserve_local.serve(
+    "order_model:OrderValueModel", name="order-value", model_dir=model_dir, workdir=folder, grpc=True
+)
 print(f"KServe model server at {predictor.url}, ready in {time.monotonic() - started:.1f} s")
 
 # %% [markdown]
@@ -205,6 +208,25 @@ direct = model.predict(shop_models.matrix(by_id.loc[[o["order_id"] for o in orde
 for prediction, expected in zip(chained["predictions"], direct, strict=True):
     assert abs(prediction["order_value"] - round(float(expected), 2)) < 0.011, (prediction, expected)
 print("transformer → predictor matches the SQL features for", len(orders), "orders")
+
+# %% [markdown]
+# ### Going further: V2 over gRPC
+# The Open Inference Protocol has a gRPC binding with the same model: named, typed tensors in, tensors out, the
+# request id echoed. It is the same data plane behind another listener (`predictor.grpc_target`), with binary
+# framing instead of JSON — what a high-throughput caller in the same cluster would use. `kserve_local.grpc_infer`
+# sends one request with KServe's own client (`kserve.InferenceGRPCClient`).
+
+# %%
+over_grpc = kserve_local.grpc_infer(predictor.grpc_target, "order-value", X[:3], request_id="grpc-1")
+over_rest = httpx.post(f"{url}/v2/models/order-value/infer", json=make_body(X[:3])).json()
+print(
+    "gRPC",
+    over_grpc.id,
+    over_grpc.outputs[0].as_numpy().round(2),
+    "| REST",
+    np.round(over_rest["outputs"][0]["data"], 2),
+)
+assert np.allclose(over_grpc.outputs[0].as_numpy().ravel(), over_rest["outputs"][0]["data"])
 transformer.stop()
 predictor.stop()
 
@@ -306,8 +328,8 @@ print(
 #
 # **Going further:** on a real cluster, `kubectl apply -f manifests/2-canary-v2.yaml` then `kubectl get isvc
 # order-value` shows the traffic split between the previous and latest revisions; KServe's *serverless* mode
-# (Knative) scales to zero, the *raw deployment* mode uses plain Deployments. The V2 protocol also has a gRPC
-# binding (`kserve.InferenceGRPCClient`); KServe's gRPC server binds every interface, so it stays off here. An
+# (Knative) scales to zero, the *raw deployment* mode uses plain Deployments. A caller of the gRPC binding
+# generates its stubs from KServe's `grpc_predict_v2.proto` in any language. An
 # `InferenceGraph` chains several models (sequence, switch, ensemble, splitter). Module 07 applies manifests to
 # a Kubernetes API server; lab 06.03 rolls versions out by alias from the MLflow registry and measures the
 # canary.

@@ -60,7 +60,11 @@ for label, model in candidates.items():
         # MLflow stores scikit-learn models with skops, which loads only types it is told to trust: a forest's
         # trees are one (reviewed here: our own model, trained above)
         info = mlflow.sklearn.log_model(
-            model, name="model", registered_model_name=MODEL, skops_trusted_types=["sklearn.tree._tree.Tree"]
+            model,
+            name="model",
+            registered_model_name=MODEL,
+            skops_trusted_types=["sklearn.tree._tree.Tree"],
+            pip_requirements=registry.model_requirements(),  # given, not inferred: that takes seconds per model
         )
     versions[label] = str(info.registered_model_version)
 client.set_registered_model_alias(MODEL, "champion", versions["A"])
@@ -227,7 +231,10 @@ check.m06.rollback_rule(should_roll_back)
 # %%
 with mlflow.start_run(run_name="order-value-release-3"):
     info = mlflow.pyfunc.log_model(
-        name="model", python_model=rollout.DegradedModel(candidates["B"]), registered_model_name=MODEL
+        name="model",
+        python_model=rollout.DegradedModel(candidates["B"]),
+        registered_model_name=MODEL,
+        pip_requirements=registry.model_requirements("mlflow"),
     )
 client.set_registered_model_alias(MODEL, "candidate", str(info.registered_model_version))
 spec = rollout.deploy(router, stable="@champion", canary="@candidate", canary_percent=20)

@@ -381,4 +381,4 @@ with psycopg.connect(f"{owner_dsn} user={ns.prefix}_analyst password=analyst-sec
 # (RDS, Cloud SQL) by changing only `providers.tf` (endpoints, TLS, SASL credentials) — the `external` profile of
 # `delab.config` points the labs at such services. In a team, plans run in CI on every pull request (Atlantis,
 # Spacelift, env0 or a plain pipeline) and apply only after review, with state in S3/GCS/Azure Blob and locking.
-# Lab 07.04 puts dev, staging and prod side by side; 07.05 adds state encryption and policy as code.
+# Lab 07.04 puts dev, staging and prod side by side; 07.06 adds state encryption and policy as code.

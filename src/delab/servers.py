@@ -19,12 +19,15 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import importlib.util
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import types
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -255,3 +258,36 @@ def _group_members(pgid: int) -> list[int]:
 if __name__ == "__main__":
     # python -m delab.servers PARENT_PID -- ARGV...
     sys.exit(supervise(int(sys.argv[1]), sys.argv[sys.argv.index("--") + 1 :]))
+
+
+# ------------------------------------------------------------------ a server's source, run the way a server runs it
+
+
+@contextlib.contextmanager
+def elsewhere(prefix: str = "delab-server-"):
+    """Run the block in an empty temporary folder (then return): as a packaged server runs, nothing lies beside its
+    code, so a model read from a file next to the notebook is not found."""
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        os.chdir(folder)
+        try:
+            yield Path(folder)
+        finally:
+            os.chdir(here)
+
+
+def import_source(source: str, folder: Path, stem: str) -> types.ModuleType:
+    """Write a server's module ``source`` to ``folder/stem.py`` and import it from there, as the server would.
+
+    The module is not left in ``sys.modules``, so importing another version of the source imports it afresh."""
+    path = Path(folder) / f"{stem}.py"
+    path.write_text(source)
+    name = f"_delab_{stem}_{abs(hash(source))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(name, None)
+    return module

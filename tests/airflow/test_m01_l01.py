@@ -65,6 +65,15 @@ def test_extract_rejects_decimals_that_cannot_be_xcoms():
         checks.extract_daily_revenue(make_extract(cast=""))
 
 
+def test_extract_says_when_values_are_not_numbers():
+    # used to crash in astype: revenue formatted as text
+    def formatted(day):
+        return [dict(row, revenue=f"{row['revenue']:.2f} EUR") for row in make_extract()(day)]
+
+    with pytest.raises(WrongAnswer, match="must be numbers"):
+        checks.extract_daily_revenue(formatted)
+
+
 def test_extract_placeholder_is_not_solved():
     with pytest.raises(NotSolvedYet):
         checks.extract_daily_revenue(...)

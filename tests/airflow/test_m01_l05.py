@@ -76,6 +76,14 @@ def test_interval_rejects_midnight_boundaries():
         checks.data_interval(midnight)
 
 
+def test_interval_says_when_the_pair_is_not_datetimes():
+    # used to crash: pandas could not parse the values
+    with pytest.raises(WrongAnswer, match="not two datetimes"):
+        checks.data_interval(lambda run_after: ("yesterday 06:00", "today 06:00"))
+    with pytest.raises(WrongAnswer, match="not two datetimes"):
+        checks.data_interval(lambda run_after: (None, run_after))
+
+
 def test_interval_stub_is_not_solved():
     def stub(run_after):
         raise NotImplementedError

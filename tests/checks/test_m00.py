@@ -266,3 +266,74 @@ def test_partitioned_orders_rejects_other_rows_of_the_same_count(con, tmp_path):
         select="SELECT * REPLACE (order_id + 1 AS order_id), CAST(order_ts AS DATE) AS order_date FROM orders_clean",
     )
     rejects(m00.partitioned_orders, con, sql, target, match="other orders")
+
+
+# ------------------------------------------------------------------------------- issue 14 review (module 00)
+
+
+def test_orders_per_channel_says_when_counts_are_not_numbers(shop):
+    channels = shop.orders.channel.unique()
+    rejects(m00.orders_per_channel, {c: None for c in channels}, match="whole numbers")
+    rejects(m00.orders_per_channel, {c: float("nan") for c in channels}, match="whole numbers")
+
+
+REVENUE_SQL = """SELECT p.category, round(sum(i.quantity * i.unit_price), 2) AS revenue FROM order_items i
+JOIN orders_clean o USING (order_id) JOIN products p USING (product_id)
+WHERE o.status <> 'cancelled' AND i.quantity > 0 GROUP BY 1 ORDER BY 2 DESC"""
+
+
+def test_revenue_by_category_rejects_the_numbers_typed_in(con):
+    # used to pass: the right table, typed in as VALUES
+    rows = con.sql(REVENUE_SQL).fetchall()
+    typed = ", ".join(f"('{category}', {revenue})" for category, revenue in rows)
+    sql = f"SELECT * FROM (VALUES {typed}) AS t(category, revenue) ORDER BY revenue DESC"
+    rejects(m00.revenue_by_category, con, sql, match="same revenues as before")
+
+
+def test_revenue_by_category_right_answer_passes_on_more_lines(con):
+    m00.revenue_by_category(con, REVENUE_SQL)
+
+
+SEQUENCE_SQL = """SELECT customer_id, order_id, order_ts, row_number() OVER w AS order_seq,
+round(epoch(order_ts - lag(order_ts) OVER w) / 3600, 2) AS hours_since_prev FROM orders_clean
+WINDOW w AS (PARTITION BY customer_id ORDER BY order_ts, order_id)"""
+
+
+def test_order_sequence_says_when_the_numbers_are_text_or_null(con):
+    # used to crash: pandas could not cast the column to integers
+    rejects(
+        m00.order_sequence,
+        con,
+        SEQUENCE_SQL.replace("row_number() OVER w", "'#' || row_number() OVER w"),
+        match="whole numbers",
+    )
+    rejects(
+        m00.order_sequence,
+        con,
+        SEQUENCE_SQL.replace("row_number() OVER w", "NULLIF(row_number() OVER w, 1)"),
+        match="whole numbers",
+    )
+
+
+def test_partitioned_orders_names_days_outside_orders_clean(con, tmp_path):
+    # used to say 'the partition key is finer than a day' for days that are days, from the wrong rows
+    folder = tmp_path / "out"
+    for source, day in (("orders", "order_ts"), ("orders_clean", "order_ts + INTERVAL 2 HOUR")):
+        sql = (
+            f"COPY (SELECT *, CAST({day} AS DATE) AS order_date FROM {source}) TO '{folder}' "
+            "(FORMAT parquet, PARTITION_BY (order_date))"
+        )
+        rejects(m00.partitioned_orders, con, sql, folder, match="your partitions run from")
+
+
+def test_revenue_by_category_accepts_a_helper_view(con):
+    # the check's copy of the shop must know the learner's own views too
+    con.execute(
+        "CREATE OR REPLACE VIEW counted_lines AS SELECT i.* FROM order_items i JOIN orders_clean o USING (order_id) "
+        "WHERE o.status <> 'cancelled' AND i.quantity > 0"
+    )
+    m00.revenue_by_category(
+        con,
+        "SELECT p.category, round(sum(l.quantity * l.unit_price), 2) AS revenue FROM counted_lines l "
+        "JOIN products p USING (product_id) GROUP BY 1 ORDER BY 2 DESC",
+    )

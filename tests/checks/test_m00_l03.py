@@ -24,11 +24,13 @@ def topic(name: str) -> str:
     return f"{NS}.tests.{name}.{uuid.uuid4().hex[:6]}"
 
 
-def producer_fn(key=True, as_json=True):
+def producer_fn(key=True, as_json=True, twice_encoded=False):
     def produce(topic_name, events):
         producer = clients.kafka_producer()
         for event in events:
             value = json.dumps(event).encode() if as_json else str(event).encode()
+            if twice_encoded:
+                value = json.dumps(json.dumps(event)).encode()
             producer.send(topic_name, key=str(event["session_id"]).encode() if key else None, value=value)
         producer.flush()
         producer.close()
@@ -48,6 +50,12 @@ def test_produce_rejects_missing_keys():
 def test_produce_rejects_python_repr_values():
     with pytest.raises(WrongAnswer, match="not JSON"):
         m00.produce_events(producer_fn(as_json=False), topic("repr"))
+
+
+def test_produce_rejects_json_encoded_twice():
+    # used to crash: the values decode to strings, not objects
+    with pytest.raises(WrongAnswer, match="not an event object"):
+        m00.produce_events(producer_fn(twice_encoded=True), topic("twice"))
 
 
 def test_produce_rejects_sending_nothing():

@@ -111,6 +111,12 @@ def test_flow_rejects_counting_lines_as_orders():
         checks.daily_revenue_flow(make_daily_revenue(count=("order_id", "size")))
 
 
+def test_flow_says_when_counts_are_text():
+    # used to crash in astype(int): counts written as "12 orders"
+    with pytest.raises(WrongAnswer, match="must be numbers"):
+        checks.daily_revenue_flow(make_daily_revenue(count=("order_id", lambda ids: f"{ids.nunique()} orders")))
+
+
 def test_flow_rejects_returning_another_key():
     with pytest.raises(WrongAnswer, match="returned"):
         checks.daily_revenue_flow(make_daily_revenue(key_format="{prefix}daily_revenue/{day}.parquet"))

@@ -39,11 +39,11 @@ def shop_in_postgres():
 # -------------------------------------------------------------------------------------------------- e1
 
 
-def make_assets(keep_cancelled=False, keep_negative=False, floor_day=True, count="nunique"):
+def make_assets(keep_cancelled=False, keep_negative=False, floor_day=True, count="nunique", keep_zero=False):
     @dg.asset
     def order_lines(orders: pd.DataFrame, order_items: pd.DataFrame, products: pd.DataFrame) -> pd.DataFrame:
         live = orders if keep_cancelled else orders[orders.status != "cancelled"]
-        items = order_items if keep_negative else order_items[order_items.quantity > 0]
+        items = order_items if keep_negative else order_items[order_items.quantity >= (0 if keep_zero else 1)]
         lines = items.merge(live, on="order_id").merge(products, on="product_id")
         day = lines.order_ts.dt.floor("D") if floor_day else lines.order_ts
         lines = lines.assign(day=day, revenue=lines.quantity * lines.unit_price.astype(float))
@@ -70,6 +70,7 @@ def test_assets_accept_solution():
         ({"keep_cancelled": True}, "cancelled orders are still in"),
         ({"keep_negative": True}, "negative quantity"),
         ({"floor_day": False}, "not at midnight"),
+        ({"keep_zero": True}, "quantity of 0 is still in"),  # quantity >= 0 (used to pass: no 0 in the shop)
     ],
 )
 def test_assets_reject_wrong_answers(options, message):
@@ -240,13 +241,13 @@ def test_impact_placeholder_is_not_solved(shop_defs):
 _, DAILY = make_assets()
 
 
-def make_check(duplicates=True, negative=True, empty=True, metadata=True):
+def make_check(duplicates=True, negative=True, empty=True, metadata=True, negative_below=0, orders_at_least=1):
     @dg.asset_check(asset=DAILY, blocking=True)
     def daily_revenue_is_sane(daily_revenue: pd.DataFrame) -> dg.AssetCheckResult:
         counts = {
             "duplicates": int(daily_revenue.duplicated(["day", "category"]).sum()) if duplicates else 0,
-            "negative_revenue": int((daily_revenue.revenue < 0).sum()) if negative else 0,
-            "empty_rows": int((daily_revenue.orders < 1).sum()) if empty else 0,
+            "negative_revenue": int((daily_revenue.revenue < negative_below).sum()) if negative else 0,
+            "empty_rows": int((daily_revenue.orders < orders_at_least).sum()) if empty else 0,
         }
         return dg.AssetCheckResult(passed=not any(counts.values()), metadata=counts if metadata else {})
 
@@ -263,6 +264,8 @@ def test_asset_check_accepts_solution():
         ({"duplicates": False}, "appears twice"),
         ({"empty": False}, "no orders"),
         ({"metadata": False}, "metadata duplicates is None"),
+        ({"negative_below": 0.005}, "revenue of exactly 0"),  # revenue <= 0 (used to pass)
+        ({"orders_at_least": 2}, "fails on a correct daily_revenue"),  # orders <= 1: the data has 1-order rows
     ],
 )
 def test_asset_check_rejects_wrong_answers(options, message):

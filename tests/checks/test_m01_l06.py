@@ -126,6 +126,15 @@ def test_chunked_rejects_keeping_every_chunk(big_csv):
         checks.chunked_revenue(chunked_but_kept, big_csv)
 
 
+def test_chunked_says_when_revenues_are_not_numbers(big_csv):
+    # used to crash in astype(float)
+    def formatted(path):
+        return chunked_good(path).map(lambda value: f"{value:,.2f} EUR")
+
+    with pytest.raises(WrongAnswer, match="must be numbers"):
+        checks.chunked_revenue(formatted, big_csv)
+
+
 def test_chunked_rejects_wrong_sums(big_csv):
     with pytest.raises(WrongAnswer, match="differs"):
         checks.chunked_revenue(chunked_unfiltered, big_csv)

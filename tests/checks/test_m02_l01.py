@@ -180,6 +180,32 @@ def validate_comparing_decimals(conn, table, frame):
     return {"counts": n == len(frame), "checksums": qty == frame.quantity.sum(), "constraints": True}
 
 
+def validate_price_only(conn, table, frame):
+    # the checksum covers unit_price only: a changed quantity or key goes unnoticed
+    verdict = validate_good(conn, table, frame)
+    cents = conn.execute(f"SELECT sum(round(unit_price * 100))::bigint FROM {table}").fetchone()[0]
+    return {**verdict, "checksums": int(cents) == int((frame.unit_price * 100).round().sum())}
+
+
+def validate_quantity_not_negative(conn, table, frame):
+    # quantity >= 0 where the text says > 0
+    verdict = validate_good(conn, table, frame)
+    bad, dup = conn.execute(
+        f"SELECT count(*) FILTER (WHERE quantity < 0), count(*) - count(DISTINCT (order_id, line_no)) FROM {table}"
+    ).fetchone()
+    return {**verdict, "constraints": bad == 0 and dup == 0}
+
+
+def test_validate_rejects_a_price_only_checksum():
+    with pytest.raises(WrongAnswer, match="one quantity grew by one, validate_load says checksums=True"):
+        checks.validate_load_check(validate_price_only)
+
+
+def test_validate_rejects_quantity_zero_allowed():
+    with pytest.raises(WrongAnswer, match="quantity of 0, validate_load says constraints=True"):
+        checks.validate_load_check(validate_quantity_not_negative)
+
+
 def test_validate_explains_decimal_comparison():
     with pytest.raises(WrongAnswer, match="validate_load failed with TypeError") as failed:
         checks.validate_load_check(validate_comparing_decimals)

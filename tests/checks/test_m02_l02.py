@@ -44,6 +44,16 @@ def test_keyset_rejects_timestamp_only():
         checks.keyset_batches(timestamp_only)
 
 
+def test_keyset_says_when_rows_are_not_tuples():
+    # used to crash on row[-1]: rows as dicts (a dict_row cursor)
+    def as_dicts(conn, table, after, limit):
+        names = ["order_id", "customer_id", "channel", "status", "updated_at"]
+        return [dict(zip(names, row, strict=True)) for row in keyset_good(conn, table, after, limit)]
+
+    with pytest.raises(WrongAnswer, match="expected tuples of every column"):
+        checks.keyset_batches(as_dicts)
+
+
 def test_keyset_rejects_inclusive_and_placeholder():
     with pytest.raises(WrongAnswer, match=r"came back twice|never ended"):
         checks.keyset_batches(timestamp_inclusive)

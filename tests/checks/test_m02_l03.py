@@ -187,6 +187,9 @@ def test_parse_wal():
         checks.cdc_parse_wal(lambda line: parse_good(line, columns_keep_quotes), wal_lines())
     with pytest.raises(WrongAnswer, match="BEGIN and COMMIT"):
         checks.cdc_parse_wal(lambda line: parse_good(line) or {}, wal_lines())
+    # used to crash (None.get): a parser for INSERT and DELETE lines only
+    with pytest.raises(WrongAnswer, match="not a change"):
+        checks.cdc_parse_wal(lambda line: None if ": UPDATE: " in line else parse_good(line), wal_lines())
 
 
 def upsert(conn, row):

@@ -149,6 +149,30 @@ def test_validate():
         checks.errors_validate(..., EVENTS)
 
 
+def validate_with_bounds(quantity_ok=lambda q: q > 0, price_ok=lambda p: p >= 0, late=lambda ts, as_of: ts > as_of):
+    def validate(order):
+        problems = [p for p in validate_good(order, skip=("future",)) if p != "lines"]
+        if late(pd.Timestamp(order["order_ts"]), pd.Timestamp(errors.AS_OF)):
+            problems.append("future")
+        lines = order["lines"]
+        if not lines or not all(quantity_ok(li["quantity"]) and price_ok(li["unit_price"]) for li in lines):
+            problems.append("lines")
+        return problems
+
+    return validate
+
+
+def test_validate_the_rules_bounds():
+    # used to pass: the generated events never sit on a bound of the rules
+    checks.errors_validate(validate_with_bounds(), EVENTS)
+    with pytest.raises(WrongAnswer, match="quantity of 0 passed"):
+        checks.errors_validate(validate_with_bounds(quantity_ok=lambda q: q >= 0), EVENTS)
+    with pytest.raises(WrongAnswer, match=r"free line \(unit_price 0\) was rejected"):
+        checks.errors_validate(validate_with_bounds(price_ok=lambda p: p > 0), EVENTS)
+    with pytest.raises(WrongAnswer, match="exactly at as_of was rejected"):
+        checks.errors_validate(validate_with_bounds(late=lambda ts, as_of: ts >= as_of), EVENTS)
+
+
 def first_line_only(order):
     # looks only at the first line: the generator's broken orders happen to have their bad line first
     problems = [p for p in validate_good(order) if p != "lines"]

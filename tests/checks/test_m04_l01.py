@@ -48,6 +48,24 @@ def test_upsert_rejects_updates_without_inserts():
         )
 
 
+def test_upsert_rejects_copying_only_the_status():
+    # used to pass: every change differed from its row in status only
+    def upsert_status_only(table, changes):
+        import pandas as pd
+        import pyarrow as pa
+
+        arrow = table.scan().to_arrow()
+        current, new = arrow.to_pandas(), changes.to_pandas()
+        matched = current[current.order_id.isin(new.order_id)].copy()
+        matched["status"] = matched.order_id.map(new.set_index("order_id").status)
+        inserts = new[~new.order_id.isin(current.order_id)]
+        rows = pa.Table.from_pandas(pd.concat([matched, inserts]), schema=arrow.schema, preserve_index=False)
+        table.upsert(rows, join_cols=["order_id"])
+
+    with pytest.raises(WrongAnswer, match="coupon_code"):
+        checks.iceberg_upsert(upsert_status_only)
+
+
 def test_upsert_placeholder_is_not_solved():
     with pytest.raises(NotSolvedYet):
         checks.iceberg_upsert(todo)
@@ -158,6 +176,21 @@ def merge_solution(table, changes, delete=True, except_op=True):
 
 def test_merge_accepts_solution():
     checks.delta_cdc_merge(merge_solution)
+
+
+def test_merge_rejects_updating_only_the_status():
+    # used to pass: every upsert of a known payment differed in status only
+    def status_only(table, changes):
+        return (
+            table.merge(changes, "s.payment_id = t.payment_id", source_alias="s", target_alias="t")
+            .when_matched_delete(predicate="s.op = 'delete'")
+            .when_matched_update(updates={"status": "s.status"}, predicate="s.op = 'upsert'")
+            .when_not_matched_insert_all(predicate="s.op = 'upsert'", except_cols=["op"])
+            .execute()
+        )
+
+    with pytest.raises(WrongAnswer, match="old or wrong 'amount'"):
+        checks.delta_cdc_merge(status_only)
 
 
 def test_merge_rejects_ignoring_deletes():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import pytest
 from confluent_kafka import Producer
@@ -145,21 +146,52 @@ def test_producer_placeholder():
 @pytest.fixture(scope="module")
 def throttled_job():
     t_env = flink_jobs.table_environment("m03_l07 tests throttled")
-    job_id = exactly_once.start_throttled_job(t_env, "m03_l07 tests throttled")
+    topic = stack.namespace("m03_l07_tests").topic(f"skewed.{uuid.uuid4().hex[:6]}")
+    job_id = exactly_once.start_throttled_job(t_env, "m03_l07 tests throttled", topic)
     exactly_once.wait_for_metrics(job_id)
     yield job_id
     flink_jobs.cancel_jobs("m03_l07 tests throttled")
 
 
-def reading(metric: str, key: str = "name"):
+def reading(metric: str, key: str = "name", aggregate: str = "max"):
     def backpressure_by_vertex(job_id):
-        return {v[key]: exactly_once.vertex_metric(job_id, v["id"], metric) for v in flink_jobs.vertices(job_id)}
+        return {
+            v[key]: exactly_once.vertex_metrics(job_id, v["id"], metric)[aggregate] for v in flink_jobs.vertices(job_id)
+        }
 
     return backpressure_by_vertex
 
 
 def test_backpressure_right_answer(throttled_job):
     checks.backpressure_reading(reading("backPressuredTimeMsPerSecond"), throttled_job)
+
+
+def test_throttled_job_is_skewed(throttled_job):
+    # what lets the check tell the aggregates apart: one source subtask waits, the other has nothing to read
+    pressure = [
+        exactly_once.vertex_metrics(throttled_job, v["id"], "backPressuredTimeMsPerSecond")
+        for v in flink_jobs.vertices(throttled_job)
+    ]
+    assert any(p["max"] > 500 and p["min"] < p["max"] / 4 for p in pressure), pressure
+
+
+def test_backpressure_rejects_the_average_over_subtasks(throttled_job):
+    # used to pass: with one subtask per vertex, the average was the maximum
+    with pytest.raises(WrongAnswer, match="the average over its subtasks"):
+        checks.backpressure_reading(reading("backPressuredTimeMsPerSecond", aggregate="avg"), throttled_job)
+
+
+def test_backpressure_rejects_the_minimum_over_subtasks(throttled_job):
+    with pytest.raises(WrongAnswer, match="the minimum over its subtasks"):
+        checks.backpressure_reading(reading("backPressuredTimeMsPerSecond", aggregate="min"), throttled_job)
+
+
+def test_backpressure_says_when_values_are_not_numbers(throttled_job):
+    def backpressure_by_vertex(job_id):
+        return {v["name"]: "high" for v in flink_jobs.vertices(job_id)}
+
+    with pytest.raises(WrongAnswer, match="must be numbers"):
+        checks.backpressure_reading(backpressure_by_vertex, throttled_job)
 
 
 def test_backpressure_rejects_busy_time(throttled_job):

@@ -15,9 +15,10 @@ MODULES = sorted(path.name for path in iac.modules_dir().iterdir() if (path / "t
 def test_module_tests_pass(module, tmp_path):
     import shutil
 
-    copy = tmp_path / module  # never leave .terraform folders in the repository
-    shutil.copytree(iac.modules_dir() / module, copy, ignore=shutil.ignore_patterns(".terraform*"))
-    tofu = iac.Tofu(copy)
+    # a copy of every module (never leave .terraform folders in the repository): a composition such as
+    # `environment` calls its siblings by relative path (../kafka_topics)
+    shutil.copytree(iac.modules_dir(), tmp_path / "modules", ignore=shutil.ignore_patterns(".terraform*"))
+    tofu = iac.Tofu(tmp_path / "modules" / module)
     tofu.init()
     passed, output = tofu.test()
     assert passed, output

@@ -104,14 +104,53 @@ def test_model_placeholder(model_dir):
 
 
 @pytest.fixture(scope="module")
-def served(model_dir):
+def server(model_dir):
     from delab.mlops import kserve_local
 
     folder = model_dir[0]
     (folder / "order_model.py").write_text(model_source())
-    server = kserve_local.serve("order_model:OrderValueModel", name="order-value", model_dir=folder, workdir=folder)
-    yield server.url
+    server = kserve_local.serve(
+        "order_model:OrderValueModel", name="order-value", model_dir=folder, workdir=folder, grpc=True
+    )
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def served(server):
+    return server.url
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses listening on a TCP port, from /proc/net/tcp and tcp6 (hex, as the kernel writes them)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, hex_port = local.split(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    found.add(address)
+    return found
+
+
+def test_grpc_binding_on_loopback_only(server, model_dir):
+    """The V2 gRPC binding answers on 127.0.0.1 with the REST server's values, and listens nowhere else."""
+    import httpx
+
+    from delab.mlops import kserve_local
+
+    rows = model_dir[1][:4]
+    port = int(server.grpc_target.rsplit(":", 1)[1])
+    # 127.0.0.1 in /proc's byte order, on an IPv4 socket or IPv4-mapped on an IPv6 one (gRPC opens the latter);
+    # never 0.0.0.0 or [::]
+    assert _listening_addresses(port) <= {"0100007F", "0000000000000000FFFF00000100007F"}
+    assert _listening_addresses(port)
+
+    response = kserve_local.grpc_infer(server.grpc_target, "order-value", rows, request_id="g1")
+    rest = httpx.post(f"{server.url}/v2/models/order-value/infer", json=body_right(rows)).json()
+    assert response.id == "g1"
+    np.testing.assert_allclose(response.outputs[0].as_numpy().ravel(), rest["outputs"][0]["data"], rtol=1e-6)
 
 
 def body_right(rows):

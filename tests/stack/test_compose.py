@@ -4,6 +4,7 @@ Docker engine; scripts/ci-docker then runs the labs against the built containers
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -160,6 +161,13 @@ def test_credentials_match_delab_config(services):
     assert f"CREATE ROLE {pg.user} {LEARNER_ROLE_ATTRIBUTES} PASSWORD '{pg.password}'" in init
     assert f"CREATE DATABASE {pg.database} OWNER {pg.user}" in init
     assert "CREATE PUBLICATION dbz_publication FOR ALL TABLES" in init
+    from delab.stack.services.postgres import LOG_LINE_PREFIX, LOG_STATEMENTS_FUNCTION
+
+    assert (
+        LOG_STATEMENTS_FUNCTION + ";\nGRANT EXECUTE ON FUNCTION public.delab_log_statements(text, text) TO delab;"
+        in init
+    )
+    assert f"log_line_prefix={LOG_LINE_PREFIX}" in services["postgres"]["command"]
     for database in (config.SchemaRegistry.database, config.MLflow.database):
         assert f"CREATE DATABASE {database} OWNER {pg.user}" in init
     assert services["postgres"]["healthcheck"]["test"][-4:] == ["-U", pg.user, "-d", pg.database]
@@ -194,6 +202,8 @@ def test_broker_settings_match_native(services):
 
 
 def test_connect_worker_settings_match_native(services, monkeypatch, tmp_path):
+    for name in [name for name in os.environ if name == "DELAB_PORT_OFFSET" or name.endswith("_PORT")]:
+        monkeypatch.delenv(name)  # compared with the compose file's defaults: a checkout on its own ports too
     monkeypatch.setattr(layout, "build_path", lambda *parts, what="": tmp_path.joinpath(*parts))
     native_props = properties(SERVICES["connect"].properties())
     env = env_of(services["connect"])

@@ -47,6 +47,12 @@ def orders_per_channel(answer: Mapping[str, int]) -> None:
             f"channels missing: {missing or 'none'}, unexpected: {extra or 'none'}.",
             hint="group by the `channel` column of `shop.orders`.",
         )
+    try:
+        got = {c: int(got[c]) for c in want}
+    except (TypeError, ValueError):
+        raise WrongAnswer(
+            f"the counts must be whole numbers; you gave {answer!r}.", hint="count rows: `.nunique()` or `.size()`."
+        ) from None
     rows = shop().orders.groupby("channel").size()
     if all(int(got[c]) == int(rows[c]) for c in want) and any(rows[c] != want[c] for c in want):
         raise WrongAnswer(
@@ -141,12 +147,15 @@ def orphan_fixture() -> tuple[pd.DataFrame, pd.DataFrame]:
     return orders, customers
 
 
-def _fixture_connection(orders: pd.DataFrame, customers: pd.DataFrame) -> duckdb.DuckDBPyConnection:
-    """A private DuckDB database holding the shop with the given orders and customers."""
+def _fixture_connection(
+    orders: pd.DataFrame, customers: pd.DataFrame, order_items: pd.DataFrame | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A private DuckDB database holding the shop with the given orders and customers (and order lines)."""
     con = duckdb.connect()
     s = shop()
+    given = {"orders": orders, "customers": customers, "order_items": order_items}
     for table in s.tables:
-        frame = {"orders": orders, "customers": customers}.get(table, s.table(table))  # noqa: F841 — scanned
+        frame = given[table] if given.get(table) is not None else s.table(table)  # noqa: F841 — scanned
         con.execute(f"CREATE TABLE {table} AS SELECT * FROM frame")
     return con
 
@@ -186,6 +195,7 @@ def orphan_orders(con, sql: str) -> None:
     orphans = orders[~orders.customer_id.isin(customers.customer_id)]
     fixture = _fixture_connection(orders, customers)
     try:
+        _copy_views(con, fixture)
         value = _one_number(_run(fixture, sql))
     finally:
         fixture.close()
@@ -220,18 +230,40 @@ def orphan_orders(con, sql: str) -> None:
 
 
 def expected_revenue_by_category(
-    *, include_cancelled: bool = False, dedupe: bool = True, drop_negative: bool = True
+    *, include_cancelled: bool = False, dedupe: bool = True, drop_negative: bool = True, order_items=None
 ) -> pd.DataFrame:
     s = shop()
+    order_items = s.order_items if order_items is None else order_items
     orders = s.orders.drop_duplicates() if dedupe else s.orders
     orders = orders[orders.customer_id.isin(s.customers.customer_id) & (orders.order_ts < pd.Timestamp("2026-04-01"))]
     if not include_cancelled:
         orders = orders[orders.status != "cancelled"]
-    items = s.order_items.merge(orders[["order_id"]], on="order_id").merge(s.products, on="product_id")
+    items = order_items.merge(orders[["order_id"]], on="order_id").merge(s.products, on="product_id")
     if drop_negative:
         items = items[items.quantity > 0]
     revenue = (items.quantity * items.unit_price).groupby(items.category).sum().round(2)
     return revenue.rename("revenue").reset_index().sort_values("revenue", ascending=False, ignore_index=True)
+
+
+ORDERS_CLEAN_VIEW = (
+    "CREATE OR REPLACE VIEW orders_clean AS SELECT DISTINCT o.* FROM orders AS o JOIN customers AS c "
+    "USING (customer_id) WHERE o.order_ts < TIMESTAMP '2026-04-01'"
+)
+
+
+def revenue_fixture() -> pd.DataFrame:
+    """The shop's order lines with more lines in the smallest category (on orders that count): a query that
+    states the numbers it saw instead of computing them gives the old numbers here."""
+    s = shop()
+    items = s.order_items.copy()
+    smallest = expected_revenue_by_category().category.iloc[-1]
+    product = int(s.products.loc[s.products.category == smallest, "product_id"].iloc[0])
+    counted = clean_orders()
+    order_ids = counted.loc[counted.status != "cancelled", "order_id"].drop_duplicates().head(5)
+    extra = pd.DataFrame(
+        {"order_id": order_ids.to_numpy(), "line_no": 99, "product_id": product, "quantity": 7, "unit_price": 1000.0}
+    )
+    return pd.concat([items, extra.astype(items.dtypes.to_dict())], ignore_index=True)
 
 
 def _same_revenue(got: pd.DataFrame, want: pd.DataFrame) -> bool:
@@ -254,6 +286,7 @@ def revenue_by_category(con, sql: str) -> None:
     if _same_revenue(got, want):
         if list(got.category) != list(want.category):
             raise WrongAnswer("the numbers are right but the order is not.", hint="largest revenue first.")
+        _revenue_on_more_lines(con, sql)
         return
     if _same_revenue(got, expected_revenue_by_category(include_cancelled=True)):
         raise WrongAnswer("cancelled orders are counted.", hint="a cancelled order earned nothing.")
@@ -268,6 +301,45 @@ def revenue_by_category(con, sql: str) -> None:
         "the revenues differ from the expected ones.",
         hint="revenue of a line = quantity * unit_price; join order_items, orders_clean and products.",
     )
+
+
+def _copy_views(source, target) -> None:
+    """The learner's own views (orders_clean, and any helper view a query reads), recreated over the fixture's
+    tables, so a right query that reads them runs there too."""
+    try:
+        views = source.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
+    except (duckdb.Error, AttributeError):
+        views = []
+    pending = [statement for _, statement in views]
+    for _ in range(len(pending)):  # a view may read another: retry until nothing more can be made
+        left = []
+        for statement in pending:
+            try:
+                target.execute(statement)
+            except duckdb.Error:
+                left.append(statement)
+        if len(left) == len(pending):
+            break
+        pending = left
+
+
+def _revenue_on_more_lines(con, sql: str) -> None:
+    """The query, right on the lab's data, must also be right on the shop with more order lines."""
+    s = shop()
+    items = revenue_fixture()
+    fixture = _fixture_connection(s.orders, s.customers, order_items=items)
+    try:
+        fixture.execute(ORDERS_CLEAN_VIEW)
+        _copy_views(con, fixture)
+        got = _run(fixture, sql)
+    finally:
+        fixture.close()
+    got = got.assign(revenue=pd.to_numeric(got.revenue, errors="coerce").astype(float))
+    if not _same_revenue(got, expected_revenue_by_category(order_items=items)):
+        raise WrongAnswer(
+            "on a copy of the shop with more order lines, your query returns the same revenues as before.",
+            hint="compute the revenues from the tables (SUM over order_items), never type in the numbers you saw.",
+        )
 
 
 def expected_order_sequence(order_by: str = "order_ts") -> pd.DataFrame:
@@ -298,6 +370,13 @@ def order_sequence(con, sql: str) -> None:
             f"expected {len(want)} rows (one per order in orders_clean), got {len(got)}.",
             hint="select from orders_clean and do not filter.",
         )
+    try:
+        got = got.assign(**{c: got[c].astype("int64") for c in ["customer_id", "order_id", "order_seq"]})
+    except (TypeError, ValueError):
+        raise WrongAnswer(
+            "customer_id, order_id and order_seq must be whole numbers, never NULL.",
+            hint="ROW_NUMBER() OVER (...) numbers every row.",
+        ) from None
     got = got.sort_values(["customer_id", "order_seq"], ignore_index=True)
     if got.order_seq.max() == len(got):
         raise WrongAnswer("order_seq runs over all customers at once.", hint="PARTITION BY the customer.")
@@ -359,6 +438,13 @@ def partitioned_orders(con, copy_sql: str, folder: str | Path) -> None:
     want = clean_orders()
     days = sorted(want.order_ts.dt.strftime("%Y-%m-%d").unique())
     got_days = [p.name.removeprefix("order_date=") for p in partitions]
+    looks_like_days = all(len(d) == 10 and d[4] == d[7] == "-" for d in got_days)
+    if looks_like_days and set(got_days) != set(days):
+        early, late = min(got_days), max(got_days)
+        raise WrongAnswer(
+            f"your partitions run from {early} to {late}; orders_clean has orders from {days[0]} to {days[-1]}.",
+            hint="write orders_clean (not orders), and take the day of order_ts as it is: CAST(order_ts AS DATE).",
+        )
     if len(got_days) > len(days):
         raise WrongAnswer(
             f"{len(got_days)} partitions for {len(days)} days: the partition key is finer than a day.",
@@ -458,6 +544,12 @@ def produce_events(fn, topic: str) -> None:
         values = [json.loads(v) for _, v in mine]
     except (TypeError, ValueError):
         raise WrongAnswer("the message values are not JSON.", hint="json.dumps(event).encode()") from None
+    if not all(isinstance(v, dict) and "event_id" in v for v in values):
+        sample = next(v for v in values if not (isinstance(v, dict) and "event_id" in v))
+        raise WrongAnswer(
+            f"a message value decodes to {sample!r}, not an event object.",
+            hint="json.dumps(event).encode() once: encoding the JSON text again gives a quoted string.",
+        )
     if sorted(values, key=lambda e: e["event_id"]) != events:
         raise WrongAnswer("the messages do not carry the events you were given.", hint="send each event once.")
     if keys != [str(v["session_id"]) for v in values]:

@@ -20,6 +20,8 @@ from delab import clients
 from delab.localhttp import LocalHTTPService
 
 ENDPOINT = "api/v1/lineage"
+#: the ``producer`` of every event the labs emit (OpenLineage wants a URI naming the code that emitted it)
+PRODUCER = "https://github.com/delab/data-engineering-labs"
 
 
 def create_store(conn, schema: str) -> None:
@@ -154,6 +156,13 @@ def dataset(
     return cls(namespace=namespace, name=name, facets=facets)
 
 
+def as_dict(obj) -> dict:
+    """An OpenLineage event, dataset or facet as the JSON the transport sends (to look at it)."""
+    from openlineage.client.serde import Serde
+
+    return Serde.to_dict(obj)
+
+
 def emit_run(client, job_namespace: str, job_name: str, inputs: list, outputs: list, failed: bool = False) -> str:
     """Emit START then COMPLETE (or FAIL) for one run of a job; returns the run id."""
     from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
@@ -169,7 +178,7 @@ def emit_run(client, job_namespace: str, job_name: str, inputs: list, outputs: l
                 job=job,
                 inputs=inputs,
                 outputs=outputs,
-                producer="https://github.com/delab/data-engineering-labs",
+                producer=PRODUCER,
             )
         )
     return run.runId
@@ -203,3 +212,53 @@ def upstream(conn, schema: str, target: str, field: str) -> list[tuple[str, str,
             SELECT source, source_field, min(hops) FROM cause GROUP BY 1, 2 ORDER BY 3, 1, 2""",
         (target, field),
     ).fetchall()
+
+
+def pg_namespace() -> str:
+    """The OpenLineage namespace of the stack's Postgres (the naming spec: ``postgres://host:port``)."""
+    from delab import config
+
+    pg = config.postgres()
+    return f"postgres://{pg.host}:{pg.port}"
+
+
+def pg_name(schema: str, table: str) -> str:
+    """The OpenLineage dataset name of a Postgres table: ``database.schema.table``."""
+    from delab import config
+
+    return f"{config.postgres().database}.{schema}.{table}"
+
+
+def table_dataset(conn, schema: str, table: str, lineage: dict | None = None, *, output: bool = False):
+    """A dataset for the Postgres table ``schema.table`` whose schema facet is read from the catalog (the columns
+    the table really has, in order) — a hand-written facet drifts from the table, this one cannot."""
+    columns = conn.execute(
+        """SELECT column_name, data_type FROM information_schema.columns
+            WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position""",
+        (schema, table),
+    ).fetchall()
+    return dataset(pg_namespace(), pg_name(schema, table), dict(columns), lineage, output=output)
+
+
+def events(conn, schema: str):
+    """The stored events, oldest first: run id, type, job, inputs and outputs (as dataset names)."""
+    import pandas as pd
+
+    rows = conn.execute(
+        f"""SELECT run_id::text, event_type, job,
+                   (SELECT coalesce(array_agg(i->>'name'), '{{}}') FROM jsonb_array_elements(payload->'inputs') i),
+                   (SELECT coalesce(array_agg(o->>'name'), '{{}}') FROM jsonb_array_elements(payload->'outputs') o),
+                   payload #>> '{{run,facets,errorMessage,message}}'
+              FROM {schema}.lineage_events ORDER BY id"""
+    ).fetchall()
+    return pd.DataFrame(rows, columns=["run_id", "event_type", "job", "inputs", "outputs", "error"])
+
+
+def dataset_graph(conn, schema: str):
+    """The dataset-level graph (a networkx DiGraph, edges labelled with the job) for a picture."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    for job, source, target in conn.execute(f"SELECT job, source, target FROM {schema}.dataset_edges"):
+        graph.add_edge(source.rsplit("/", 1)[-1], target.rsplit("/", 1)[-1], job=job.rsplit("/", 1)[-1])
+    return graph

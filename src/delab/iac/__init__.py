@@ -4,7 +4,9 @@
   points at it: ``tofu init`` never reaches a registry), and ``Tofu``, one wrapper over python-terraform that
   fixes its quirks once;
 - ``delab.iac.backends``: state in the stack's Postgres (``backend "pg"``) or object store (``backend "s3"``
-  with OpenTofu's S3-native lock file).
+  with OpenTofu's S3-native lock file);
+- ``delab.iac.secure_kafka``: a SASL/SCRAM + ACL broker a lab starts and stops (lab 07.06);
+- ``delab.iac.security``: probes that try an action as a principal (allowed or denied), raw object bytes, checkov.
 """
 
 from __future__ import annotations

@@ -6,22 +6,31 @@ Provider settings (bootstrap servers, Postgres host and password) are generated 
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 from delab import config
 from delab.iac.tofu import PROVIDERS, modules_dir, wrapper_version
 
-_SOURCES = {"kafka": "kafka-provider", "postgresql": "postgres-provider"}
+#: provider name in a configuration -> wrapper module; "kafka_secure" is the kafka provider logged in to the
+#: secured broker of lab 07.06 (delab.iac.secure_kafka) as its admin
+_SOURCES = {"kafka": "kafka-provider", "kafka_secure": "kafka-provider", "postgresql": "postgres-provider"}
+_TYPES = {"kafka_secure": "kafka"}
 
 
-def module_source(name: str) -> str:
-    """The ``source`` of one of the project's modules (infra/terraform/modules/NAME), as an absolute path."""
+def module_source(name: str, relative_to: str | Path | None = None) -> str:
+    """The ``source`` of one of the project's modules (infra/terraform/modules/NAME): an absolute path, or a path
+    relative to the root folder ``relative_to``. Use the relative form for a module that calls its siblings
+    (``../kafka_topics``): OpenTofu treats an absolute path as a package of its own, which ``../`` may not leave."""
     path = modules_dir() / name
     if not path.is_dir():
         known = ", ".join(sorted(p.name for p in modules_dir().iterdir() if p.is_dir()))
         raise ValueError(f"no module {name!r} in infra/terraform/modules (known: {known})")
-    return str(path)
+    if relative_to is None:
+        return str(path)
+    relative = os.path.relpath(path, Path(relative_to).resolve())
+    return relative if relative.startswith("../") else f"./{relative}"
 
 
 def providers_tf(providers: tuple[str, ...] = ("kafka",), backend: str | None = None) -> str:
@@ -31,7 +40,8 @@ def providers_tf(providers: tuple[str, ...] = ("kafka",), backend: str | None = 
     for name in providers:
         source, _ = PROVIDERS[_SOURCES[name]]
         version = wrapper_version(_SOURCES[name])
-        lines.append(f'    {name} = {{\n      source  = "{source.removeprefix("registry.opentofu.org/")}"')
+        short = source.removeprefix("registry.opentofu.org/")
+        lines.append(f'    {_TYPES.get(name, name)} = {{\n      source  = "{short}"')
         lines.append(f'      version = "{version}"\n    }}')
     lines.append("  }")
     if backend:
@@ -42,6 +52,18 @@ def providers_tf(providers: tuple[str, ...] = ("kafka",), backend: str | None = 
             'provider "kafka" {\n'
             f'  bootstrap_servers = ["{config.kafka().bootstrap_servers.split(",")[0]}"]\n'
             "  tls_enabled       = false\n"
+            "}\n"
+        )
+    if "kafka_secure" in providers:
+        from delab.iac import secure_kafka
+
+        lines.append(
+            'provider "kafka" {\n'
+            f'  bootstrap_servers = ["{secure_kafka.bootstrap()}"]\n'
+            "  tls_enabled       = false\n"
+            '  sasl_mechanism    = "scram-sha256"\n'
+            '  sasl_username     = "admin"\n'
+            f'  sasl_password     = "{secure_kafka.admin_password()}"\n'
             "}\n"
         )
     if "postgresql" in providers:

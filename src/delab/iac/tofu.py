@@ -33,7 +33,11 @@ PROVIDERS: dict[str, tuple[str, str]] = {
 
 
 class TofuError(StackError):
-    """A tofu command failed; the message is OpenTofu's own error, in one line."""
+    """A tofu command failed; the message is OpenTofu's own error, in one line; ``output`` holds all it said."""
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
 
 
 def _wrapper(name: str) -> Path:
@@ -170,7 +174,8 @@ class Tofu:
         in ``ok_codes``. Returns stdout."""
         code, out, err = self._tf.cmd(command, *args, **options)
         if code not in ok_codes:
-            raise TofuError(f"tofu {command} failed (exit {code}): {_first_error(err or out or '')}")
+            text = err or out or ""
+            raise TofuError(f"tofu {command} failed (exit {code}): {_first_error(text)}", output=text)
         self.last_code = code
         return out or ""
 
@@ -276,12 +281,15 @@ class Tofu:
         return self.last_code == 0, out
 
 
-def tofu_command(*args: str, cwd: str | Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run tofu directly (for what python-terraform cannot express), with the same environment."""
+def tofu_command(
+    *args: str, cwd: str | Path | None = None, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run tofu directly (for what python-terraform cannot express), with the same environment plus ``env``
+    (e.g. ``TF_VAR_<name>`` for one command only)."""
     return subprocess.run(
         [str(tofu_bin()), *args],
         cwd=cwd,
-        env={**os.environ, **environment()},
+        env={**os.environ, **environment(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -25,3 +25,13 @@ def use_stack_mlflow(experiment: str | None = None):
     if experiment:
         mlflow.set_experiment(experiment)
     return mlflow
+
+
+def model_requirements(*packages: str) -> list[str]:
+    """Pinned requirements of a logged scikit-learn model (scikit-learn, skops, numpy, and ``packages``).
+
+    Given to ``log_model(pip_requirements=...)``, MLflow does not infer them — inferring imports the model in a
+    subprocess, ~25 s per logged version on a busy machine (docs/mlops.md)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("scikit-learn", "skops", "numpy", *packages)]

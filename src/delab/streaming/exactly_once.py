@@ -150,10 +150,39 @@ def measure_consumer(topic: str, settings: dict[str, Any], handle_ms: float = 0.
 # ------------------------------------------------------------------------------------------------ backpressure
 
 
-def start_throttled_job(t_env: Any, job_name: str, sleep_ms: float = 2.0, rows_per_second: int = 5000) -> str:
-    """A job whose middle operator is slow: datagen (fast) → a Python function sleeping ``sleep_ms`` per row →
-    blackhole. Operator chaining is off, so each operator is its own vertex with its own metrics. Returns the
-    job id once it runs."""
+#: How many records the throttled job's backlog holds: the slow operator takes at least ``sleep_ms`` per record,
+#: so 150,000 keep it behind for more than 5 minutes, longer than the lab or the tests keep the job.
+THROTTLE_BACKLOG = 150_000
+
+
+def _skewed_topic(topic: str, backlog: int) -> None:
+    """Make ``topic`` a two-partition topic whose records all sit in partition 0 (partition 1 stays empty)."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewPartitions, NewTopic
+
+    admin = flink_jobs._admin()
+    metadata = admin.list_topics(timeout=10).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result()
+    elif len(metadata.partitions) < 2:
+        admin.create_partitions([NewPartitions(topic, 2)])[topic].result()
+    producer = Producer({"bootstrap.servers": config.kafka().bootstrap_servers, "linger.ms": 20})
+    for i in range(backlog):
+        producer.produce(topic, json.dumps({"id": i}), partition=0)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    if producer.flush(60) != 0:
+        raise RuntimeError(f"could not fill {topic}: is Kafka up?")
+
+
+def start_throttled_job(
+    t_env: Any, job_name: str, topic: str, sleep_ms: float = 2.0, backlog: int = THROTTLE_BACKLOG
+) -> str:
+    """A job whose middle operator is slow: a Kafka source (2 subtasks) → a Python function sleeping ``sleep_ms``
+    per row → blackhole. The topic has two partitions and the whole backlog sits in the first one (a skewed
+    topic): one source subtask is held back by the slow operator, the other has nothing to read — so a vertex's
+    maximum over its subtasks and their average differ. Operator chaining is off, so each operator is its own
+    vertex with its own metrics. Returns the job id once it runs."""
     from pyflink.table import DataTypes
     from pyflink.table.udf import udf
 
@@ -161,29 +190,43 @@ def start_throttled_job(t_env: Any, job_name: str, sleep_ms: float = 2.0, rows_p
         time.sleep(sleep_ms / 1000)
         return value
 
+    _skewed_topic(topic, backlog)
     slow = udf(throttle, result_type=DataTypes.BIGINT(), name="slow_enrichment")
     conf = t_env.get_config()
     conf.set("pipeline.operator-chaining.enabled", "false")
+    conf.set("parallelism.default", "2")
     conf.set("python.fn-execution.bundle.size", "50")  # a small bundle: the slow operator blocks its input early
     t_env.create_temporary_system_function("slow_enrichment", slow)
+    t_env.execute_sql("DROP TEMPORARY TABLE IF EXISTS skewed_source")
+    bootstrap = config.kafka().bootstrap_servers
     t_env.execute_sql(
-        f"""CREATE TEMPORARY TABLE IF NOT EXISTS fast_source (id BIGINT) WITH (
-        'connector' = 'datagen', 'rows-per-second' = '{rows_per_second}')"""
+        f"""CREATE TEMPORARY TABLE skewed_source (id BIGINT) WITH (
+        'connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}',
+        'properties.group.id' = 'throttled-{uuid.uuid4().hex[:6]}', 'scan.startup.mode' = 'earliest-offset',
+        'format' = 'json')"""
     )
     t_env.execute_sql("CREATE TEMPORARY TABLE IF NOT EXISTS slow_sink (id BIGINT) WITH ('connector' = 'blackhole')")
     flink_jobs.name_jobs(t_env, job_name)
-    result = t_env.execute_sql("INSERT INTO slow_sink SELECT slow_enrichment(id) FROM fast_source")
+    result = t_env.execute_sql("INSERT INTO slow_sink SELECT slow_enrichment(id) FROM skewed_source")
     conf.set("pipeline.operator-chaining.enabled", "true")
+    conf.set("parallelism.default", "1")
     job_id = str(result.get_job_client().get_job_id())
     if flink_jobs.wait_for_state(job_id, ["RUNNING"]) != "RUNNING":
         raise RuntimeError(f"the throttled job did not start: {flink_jobs.failure_cause(job_id)}")
     return job_id
 
 
+def vertex_metrics(job_id: str, vertex_id: str, metric: str) -> dict[str, float]:
+    """One vertex metric aggregated over its subtasks, as Flink's REST API gives it: min, max, avg, sum."""
+    rows = flink_jobs.rest(f"/jobs/{job_id}/vertices/{vertex_id}/subtasks/metrics", params={"get": metric})
+    if not rows:
+        return {key: float("nan") for key in ("min", "max", "avg", "sum")}
+    return {key: float(rows[0].get(key, "nan")) for key in ("min", "max", "avg", "sum")}
+
+
 def vertex_metric(job_id: str, vertex_id: str, metric: str) -> float:
     """The maximum over subtasks of one vertex metric (e.g. ``backPressuredTimeMsPerSecond``)."""
-    rows = flink_jobs.rest(f"/jobs/{job_id}/vertices/{vertex_id}/subtasks/metrics", params={"get": metric})
-    return float(rows[0]["max"]) if rows else float("nan")
+    return vertex_metrics(job_id, vertex_id, metric)["max"]
 
 
 def wait_for_metrics(job_id: str, timeout: float = 90) -> None:

@@ -13,7 +13,8 @@ locals {
     [for p in var.writers : { principal = p, operation = "Write", type = "Topic", name = "${var.prefix}." }],
     [for p in var.writers : { principal = p, operation = "Describe", type = "Topic", name = "${var.prefix}." }],
   )
-  acls = { for acl in local.acl_list : "${acl.principal}/${acl.type}/${acl.operation}" => acl }
+  # distinct: a principal that both reads and writes needs Describe once
+  acls = { for acl in distinct(local.acl_list) : "${acl.principal}/${acl.type}/${acl.operation}" => acl }
 }
 
 resource "kafka_topic" "this" {

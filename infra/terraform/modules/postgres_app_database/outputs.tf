@@ -17,3 +17,8 @@ output "logins" {
   description = "Login roles and the group each belongs to."
   value       = { for user, role in postgresql_role.login : user => var.logins[user] }
 }
+
+output "connection_limit" {
+  description = "Connections the database accepts."
+  value       = postgresql_database.this.connection_limit
+}

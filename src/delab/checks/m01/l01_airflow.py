@@ -78,13 +78,20 @@ def _compare_revenue(got: pd.DataFrame, day: str, what: str) -> None:
             f"{what} for {day} has the categories {list(got.category)}, expected {list(want.category)}.",
             hint="one row per product category that sold that day.",
         )
-    if (got.orders.astype(int) != want.orders).any():
+    try:
+        got = got.assign(orders=got.orders.astype(int), revenue=got.revenue.astype(float))
+    except (TypeError, ValueError):
+        raise WrongAnswer(
+            f"{what} for {day}: orders and revenue must be numbers (no NULL, no text).",
+            hint="count(DISTINCT o.order_id) and sum(quantity * unit_price), named with AS.",
+        ) from None
+    if (got.orders != want.orders).any():
         raise WrongAnswer(
             f"{what}: the order counts for {day} are off.",
             hint="count distinct orders; a day is [midnight, next midnight) — the end is excluded; "
             "cancelled orders do not count.",
         )
-    if ((got.revenue.astype(float) - want.revenue).abs() > 0.011).any():
+    if ((got.revenue - want.revenue).abs() > 0.011).any():
         raise WrongAnswer(
             f"{what}: the revenue for {day} is off.",
             hint="revenue = quantity * unit_price of the lines of the day's non-cancelled orders.",

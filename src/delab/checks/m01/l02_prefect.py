@@ -125,15 +125,22 @@ def _compare_report(got: pd.DataFrame, day: date | str, what: str) -> None:
             f"{what} for {day} has the categories {list(got.category)}, expected {list(want.category)}.",
             hint="group the day's order lines by category.",
         )
-    if (got.orders.astype(int) != want.orders).any():
+    try:
+        got = got.assign(orders=got.orders.astype(int), revenue=got.revenue.astype(float))
+    except (TypeError, ValueError):
+        raise WrongAnswer(
+            f"{what}: orders and revenue must be numbers (no NULL, no text).",
+            hint="keep them numeric in the DataFrame; format them only for display.",
+        ) from None
+    if (got.orders != want.orders).any():
         lines = _expected_lines_per_category(day)
-        if (got.orders.astype(int) == lines).all():
+        if (got.orders == lines).all():
             raise WrongAnswer(
                 f"{what}: orders counts order lines, not orders.",
                 hint="an order with two lines in the same category is one order: count distinct order ids.",
             )
         raise WrongAnswer(f"{what}: the order counts for {day} are off.", hint="count distinct order ids.")
-    if ((got.revenue.astype(float) - want.revenue).abs() > 0.011).any():
+    if ((got.revenue - want.revenue).abs() > 0.011).any():
         raise WrongAnswer(
             f"{what}: the revenue for {day} is off.",
             hint="revenue = sum of quantity * unit_price over the category's lines, rounded to cents.",

@@ -141,6 +141,10 @@ def revenue_assets(order_lines, daily_revenue) -> None:
     if {key.to_user_string() for key in daily_revenue.dependency_keys} != {"order_lines"}:
         raise WrongAnswer("daily_revenue should read order_lines only.", hint="def daily_revenue(order_lines): ...")
     raw = _raw_tables()
+    # the shop has negative quantities but never 0: one line of a live order gets 0, so `>= 0` shows
+    items, live = raw["order_items"].copy(), raw["orders"].loc[raw["orders"].status != "cancelled", "order_id"]
+    items.loc[items.index[items.order_id.isin(live) & (items.quantity > 0)][0], "quantity"] = 0
+    raw["order_items"] = items
     stubs = [_stub_asset(name, frame) for name, frame in raw.items()]
     result = _materialize(
         [*stubs, order_lines, daily_revenue], resources={"shop_db": ShopPostgres.from_config()}, memory=True
@@ -155,13 +159,15 @@ def revenue_assets(order_lines, daily_revenue) -> None:
         raise WrongAnswer(f"order_lines lacks the columns {missing}.", hint=f"it needs {need}.")
     if len(lines) != len(want_lines):
         cancelled = _expected_lines({**raw, "orders": raw["orders"].assign(status="placed")})
-        negative = _expected_lines(
-            {**raw, "order_items": raw["order_items"].assign(quantity=lambda f: f.quantity.abs())}
+        every_line = _expected_lines(  # no quantity filter at all: negative and zero quantities in
+            {**raw, "order_items": raw["order_items"].assign(quantity=lambda f: f.quantity.abs().clip(lower=1))}
         )
         hint = "keep non-cancelled orders and lines with a positive quantity; join orders on order_id."
         if len(lines) == len(cancelled):
             hint = "cancelled orders are still in."
-        elif len(lines) > len(want_lines) and len(lines) == len(negative):
+        elif len(lines) == len(want_lines) + 1:
+            hint = "a line with a quantity of 0 is still in: a positive quantity is > 0."
+        elif len(lines) > len(want_lines) + 1 and len(lines) in (len(every_line), len(every_line) - 1):
             hint = "lines with a negative quantity (a defect of the extract) are still in."
         raise WrongAnswer(f"order_lines has {len(lines)} rows; expected {len(want_lines)}.", hint=hint)
     if abs(float(lines.revenue.sum()) - float(want_lines.revenue.sum())) > 0.05:
@@ -410,6 +416,15 @@ def revenue_asset_check(asset_check) -> None:
                 f"on a correct daily_revenue the metadata {name} is {metadata.get(name)!r}; expected 0.",
                 hint="report each count as an int in the result's metadata.",
             )
+    # the rules' bounds: a revenue of 0 is not negative, a row with 1 order is not empty
+    edges = good.assign(revenue=good.revenue.where(good.index != 2, 0.0), orders=good.orders.where(good.index != 4, 1))
+    passed, metadata = _evaluate_check(asset_check, edges)
+    if not passed:
+        raise WrongAnswer(
+            f"the check fails on a daily_revenue with a revenue of exactly 0 and a row with exactly 1 order "
+            f"(metadata {metadata}): neither breaks a rule.",
+            hint="negative means < 0, and a row is empty when orders < 1.",
+        )
     broken = {
         "duplicates": pd.concat([good, good.iloc[[5]]], ignore_index=True),
         "negative_revenue": good.assign(revenue=good.revenue.where(good.index != 3, -12.5)),

@@ -121,7 +121,14 @@ def data_interval(fn) -> None:
         got = _interval(fn, run_after)
         if not (isinstance(got, tuple | list) and len(got) == 2):
             raise WrongAnswer("return a (start, end) pair of datetimes.", hint="return start, end")
-        start, end = (_naive(v) for v in got)
+        try:
+            start, end = (_naive(v) for v in got)
+        except (TypeError, ValueError, AttributeError):
+            raise WrongAnswer(
+                f"for a run at {run_after} you returned {got!r}: not two datetimes.", hint="return start, end"
+            ) from None
+        if pd.isna(start) or pd.isna(end):
+            raise WrongAnswer(f"for a run at {run_after} you returned {got!r}: not two datetimes.")
         want_start, want_end = expected_interval(run_after)
         if (start, end) == (want_start, want_end):
             continue

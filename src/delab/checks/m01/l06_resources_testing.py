@@ -129,7 +129,12 @@ def chunked_revenue(fn, path) -> None:
             f"expected a Series of revenue by category, got {type(result).__name__}.",
             hint="accumulate per-chunk sums, then add them up.",
         )
-    result = result.astype(float).round(2).sort_index()
+    try:
+        result = result.astype(float).round(2).sort_index()
+    except (TypeError, ValueError):
+        raise WrongAnswer(
+            "the revenues must be numbers.", hint="sum quantity * unit_price per category: the values are floats."
+        ) from None
     reference = measure.cost(whole_file_revenue, str(path))
     want = reference.result
     if list(result.index) != list(want.index) or ((result - want).abs() > 0.05).any():

@@ -273,6 +273,23 @@ def validate_load_check(validate_load) -> None:
         case = ("a load where one unit_price changed by one cent", clean, {"counts": True, "checksums": False})
         _compare(_verdict(_run_validate(validate_load, conn, table, clean), case[0]), case)
 
+        # the text asks the checksums to cover quantity and the keys too: a price-only checksum misses these
+        for column, change, what in (
+            ("quantity", "quantity + 1", "one quantity grew by one"),
+            ("line_no", "line_no + 50", "one line_no changed (order lines re-numbered)"),
+        ):
+            _load_plain(conn, table, clean)
+            conn.execute(
+                f"UPDATE {table} SET {column} = {change} WHERE (order_id, line_no) = (%s, %s)",
+                tuple(clean.iloc[3456, :2]),
+            )
+            case = (f"a load where {what}", clean, {"counts": True, "checksums": False, "constraints": True})
+            _compare(_verdict(_run_validate(validate_load, conn, table, clean), case[0]), case)
+        zero = clean.copy()
+        zero.loc[99, "quantity"] = 0
+        _load_plain(conn, table, zero)
+        case = ("a faithful load of a frame with a quantity of 0", zero, {"counts": True, "constraints": False})
+        _compare(_verdict(_run_validate(validate_load, conn, table, zero), case[0]), case)
         negative = clean.copy()
         negative.loc[321, "quantity"] = -negative.loc[321, "quantity"]
         _load_plain(conn, table, negative)

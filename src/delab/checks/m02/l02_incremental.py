@@ -58,8 +58,16 @@ def keyset_batches(next_batch) -> None:
                     f"asked for at most {limit} rows, next_batch returned {len(page)}.",
                     hint="LIMIT the query.",
                 )
-            keys = [(row[-1], row[0]) for row in page]
-            if keys != sorted(keys):
+            try:
+                keys = [(row[-1], row[0]) for row in page]
+                in_order = keys == sorted(keys)
+            except (TypeError, KeyError, IndexError):
+                raise WrongAnswer(
+                    f"next_batch returned rows like {page[0]!r}: expected tuples of every column "
+                    "(order_id, customer_id, channel, status, updated_at).",
+                    hint="SELECT * with the default cursor: each row is a tuple.",
+                ) from None
+            if not in_order:
                 raise WrongAnswer(
                     "a page is not ordered by (updated_at, order_id).",
                     hint="the next page starts after the last row of this one: that only works if pages are "

@@ -279,6 +279,11 @@ def cdc_parse_wal(parse_wal_line: Callable, wal_lines: list[str]) -> None:
         raise WrongAnswer(f"the check's own slot returned {len(changes)} changes, expected {len(expected)}: retry.")
     for line, want in zip(changes, expected, strict=True):
         got = parse(line)
+        if not isinstance(got, dict):
+            raise WrongAnswer(
+                f"for the line {line!r} you returned {got!r}, not a change.",
+                hint="every 'table …' line is a change: a value can hold spaces, quotes ('') or be null.",
+            )
         for part in ("table", "op", "before", "after"):
             if got.get(part) != want[part]:
                 raise WrongAnswer(

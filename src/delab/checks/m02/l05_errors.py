@@ -211,6 +211,57 @@ def errors_validate(validate: Callable, events) -> None:
                 f"{what} passed your rules.",
                 hint="look at every line, not only the first." if "second line" in what else None,
             )
+    # the rules' bounds, which the generated events never sit on: a quantity of 0 is not positive, a price of 0
+    # is not negative, an order stamped exactly at as_of is not later than it
+    from delab.loading.errors import AS_OF
+
+    def edge(**changes) -> dict:
+        order = {
+            "order_id": 900_001 + len(edges_made),
+            "customer_id": min(events.known_customers),
+            "order_ts": "2026-03-01T10:00:00",
+            "channel": "web",
+            "lines": [{"product_id": 101, "quantity": 2, "unit_price": 5.0}],
+        }
+        edges_made.append(order)
+        return {**order, **changes}
+
+    edges_made: list[dict] = []  # each edge order has its own id (a validator may remember ids it saw)
+
+    edges = (
+        (
+            "a line with a quantity of 0",
+            edge(lines=[{"product_id": 101, "quantity": 0, "unit_price": 5.0}]),
+            True,
+            "a quantity must be positive: 0 is not (> 0, not >= 0).",
+        ),
+        (
+            "a line with a price of -0.5",
+            edge(lines=[{"product_id": 101, "quantity": 1, "unit_price": -0.5}]),
+            True,
+            "every line's unit_price must be non-negative.",
+        ),
+        (
+            "a free line (unit_price 0)",
+            edge(lines=[{"product_id": 101, "quantity": 1, "unit_price": 0.0}]),
+            False,
+            "a price of 0 is non-negative: a free item is allowed (< 0 is the rule, not <= 0).",
+        ),
+        (
+            "an order placed exactly at as_of",
+            edge(order_ts=str(AS_OF)),
+            False,
+            "'not later than as_of' lets an order stamped at as_of itself pass (> as_of, not >=).",
+        ),
+    )
+    for what, order, broken, hint in edges:
+        result = run(order)
+        if not isinstance(result, list):
+            raise WrongAnswer(f"for {what} you returned {result!r}, not a list of broken rules.")
+        if broken and not result:
+            raise WrongAnswer(f"{what} passed your rules.", hint=hint)
+        if not broken and result:
+            raise WrongAnswer(f"{what} was rejected: {result}.", hint=hint)
     flagged_wrongly, missed = [], {}
     for _, value in events.records:
         try:

@@ -93,6 +93,9 @@ def iceberg_upsert(upsert_orders) -> None:
     orders = data.shop_table("orders")
     base = orders.slice(0, 300)
     updated = orders.slice(40, 30).to_pandas().assign(status="refunded")
+    # a few changes also carry a coupon: an upsert that copies only the status (the column the lab's example
+    # changes) leaves those rows with their old coupon
+    updated.loc[updated.index[:5], "coupon_code"] = "LATE-REFUND"
     new = orders.slice(300, 12).to_pandas()
     changes = pa.Table.from_pandas(pd.concat([updated, new], ignore_index=True), schema=orders.schema)
     table = scratch_iceberg("orders_upsert", base)
@@ -217,8 +220,15 @@ def delta_cdc_merge(merge_changes) -> None:
     base = payments.slice(0, 200)
     new = payments.slice(200, 10).to_pandas().assign(op="upsert")
     gone = payments.slice(210, 3).to_pandas().assign(op="delete")  # deletes of rows the table never had
+    # two refunds are partial (a new amount too): a merge that copies only the status leaves their old amount
+    feed = data.payment_changes(base).to_pandas()
+    partial = feed.index[(feed.op == "upsert")][:2]
+    feed.loc[partial, "amount"] = (feed.loc[partial, "amount"] / 2).round(2)
     changes = pa.concat_tables(
-        [data.payment_changes(base), pa.Table.from_pandas(pd.concat([new, gone]), preserve_index=False)],
+        [
+            pa.Table.from_pandas(feed, preserve_index=False),
+            pa.Table.from_pandas(pd.concat([new, gone]), preserve_index=False),
+        ],
         promote_options="default",
     )
     table = scratch_delta("payments_merge", base)

@@ -8,12 +8,7 @@ real server; the measurement checks feed known latencies, so the verdict never d
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import math
-import os
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +17,7 @@ import pandas as pd
 
 from delab.grading import WrongAnswer, exercise, learner_code
 from delab.mlops.load import LoadResult
+from delab.servers import elsewhere, import_source
 
 MODEL_TAG = "order_value:latest"
 
@@ -29,36 +25,10 @@ MODEL_TAG = "order_value:latest"
 # ------------------------------------------------------------------------------------------- e1: the service
 
 
-def _import_source(source: str, folder: Path):
-    path = folder / "learner_service.py"
-    path.write_text(source)
-    name = f"_delab_learner_service_{abs(hash(source))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.modules.pop(name, None)
-    return module
-
-
 def _services(module) -> list[Any]:
     from _bentoml_sdk import Service
 
     return [value for value in vars(module).values() if isinstance(value, Service)]
-
-
-@contextlib.contextmanager
-def _elsewhere():
-    """Run in an empty folder: a model read from a file beside the notebook is not found there (as in a bento)."""
-    here = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix="m06-l01-") as folder:
-        os.chdir(folder)
-        try:
-            yield Path(folder)
-        finally:
-            os.chdir(here)
 
 
 @learner_code("your service")
@@ -82,8 +52,8 @@ def order_value_service(service_source: str, sample_rows: np.ndarray) -> None:
             "service_source should be the text of a Python module that defines a BentoML service.",
             hint="a string holding `import bentoml`, a class decorated with @bentoml.service and its API.",
         )
-    with _elsewhere() as folder:
-        module = learner_code("importing your service")(_import_source)(service_source, folder)
+    with elsewhere("m06-l01-") as folder:
+        module = learner_code("importing your service")(import_source)(service_source, folder, "learner_service")
         services = _services(module)
         if len(services) != 1:
             raise WrongAnswer(

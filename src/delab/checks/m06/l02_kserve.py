@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
-import importlib.util
 import math
-import os
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,37 +19,13 @@ import numpy as np
 
 from delab.grading import WrongAnswer, exercise, learner_code
 from delab.mlops import kserve_manifests
+from delab.servers import elsewhere, import_source
 
 MODEL_NAME = "order-value"
 N_FEATURES = 14
 
 
 # ------------------------------------------------------------------------------------------- e1: the model
-
-
-def _import_source(source: str, folder: Path):
-    path = folder / "learner_kserve_model.py"
-    path.write_text(source)
-    name = f"_delab_learner_kserve_{abs(hash(source))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.modules.pop(name, None)
-    return module
-
-
-@contextlib.contextmanager
-def _elsewhere():
-    here = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix="m06-l02-") as folder:
-        os.chdir(folder)
-        try:
-            yield Path(folder)
-        finally:
-            os.chdir(here)
 
 
 def _run(coroutine_function, *args):
@@ -89,8 +60,10 @@ def order_value_model(model_source: str, model_dir: str | Path, sample_rows: np.
         )
     rows = np.asarray(sample_rows, dtype=np.float32).reshape(-1, N_FEATURES)
     expected = _expected(Path(model_dir), rows)
-    with _elsewhere() as folder:
-        module = learner_code("importing your model module")(_import_source)(model_source, folder)
+    with elsewhere("m06-l02-") as folder:
+        module = learner_code("importing your model module")(import_source)(
+            model_source, folder, "learner_kserve_model"
+        )
         classes = [
             value
             for value in vars(module).values()

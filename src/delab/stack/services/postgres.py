@@ -58,6 +58,26 @@ def probe_postgres() -> None:
         raise ProbeFailed(f"SELECT 1 as {pg.user}@{pg.database}: {str(error).strip().splitlines()[-1]}") from None
 
 
+#: the server log's line prefix, in both profiles: time, process, and the login role and database (%q: not for
+#: background processes)
+LOG_LINE_PREFIX = "%m [%p] %q%u@%d "
+
+#: A superuser-owned function the learner role may call to switch statement logging on for one of its own
+#: (non-superuser) roles: `log_statement` is a superuser setting, and the audit of reads in lab 05.04 needs it.
+#: The same text is in infra/docker/postgres/initdb.d/10-delab.sql (a parity test keeps them equal).
+LOG_STATEMENTS_FUNCTION = """CREATE OR REPLACE FUNCTION public.delab_log_statements(role_name text, level text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  IF level NOT IN ('none', 'ddl', 'mod', 'all') THEN
+    RAISE EXCEPTION 'log level must be none, ddl, mod or all, not %', level;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name AND NOT rolsuper) THEN
+    RAISE EXCEPTION 'no role % that is not a superuser', role_name;
+  END IF;
+  EXECUTE format('ALTER ROLE %I SET log_statement = %L', role_name, level);
+END $fn$;
+REVOKE ALL ON FUNCTION public.delab_log_statements(text, text) FROM PUBLIC"""
+
 #: what the learner role may do, in both profiles (infra/docker/postgres/initdb.d/10-delab.sql says the same)
 LEARNER_ROLE_ATTRIBUTES = "LOGIN REPLICATION CREATEDB CREATEROLE"
 
@@ -182,6 +202,8 @@ class Postgres(NativeService):
                     f"unix_socket_directories={self.socket_dir()}",
                     "-c",  # kernels, test workers, Connect, Flink's JDBC catalog and Airflow share it
                     "max_connections=200",
+                    "-c",  # every log line says who (role@database): the audit of lab 05.04 reads it
+                    f"log_line_prefix={LOG_LINE_PREFIX}",
                 ],
                 env={"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"},
                 cwd=self.root(),
@@ -226,6 +248,10 @@ class Postgres(NativeService):
             result = self.psql(pg.database, "CREATE PUBLICATION dbz_publication FOR ALL TABLES")
             if result.returncode != 0:
                 raise ServiceFailed(f"creating the Debezium publication failed: {result.stderr.strip()}")
+        grant = f'GRANT EXECUTE ON FUNCTION public.delab_log_statements(text, text) TO "{pg.user}"'
+        result = self.psql(pg.database, LOG_STATEMENTS_FUNCTION + ";\n" + grant)
+        if result.returncode != 0:
+            raise ServiceFailed(f"creating delab_log_statements failed: {result.stderr.strip()}")
         self._bootstrapped = True
         return True
 

@@ -47,6 +47,19 @@ run "acls_per_principal_and_operation" {
   }
 }
 
+run "a_principal_may_read_and_write" {
+  command = plan
+  variables {
+    readers = ["User:enricher"]
+    writers = ["User:enricher"]
+  }
+
+  assert {
+    condition     = length(kafka_acl.this) == 4
+    error_message = "a stream processor gets Read, Write and Describe on topics (Describe once) and Read on groups"
+  }
+}
+
 run "rejects_zero_partitions" {
   command = plan
   variables {
