@@ -1,5 +1,5 @@
-"""The on-demand Kubernetes plane: certificates and kubeconfigs (always), and the running plane (once built:
-`delab stack build kubernetes`, 10-25 min on 2 cores; CI builds it before this phase)."""
+"""The on-demand Kubernetes plane: certificates and kubeconfigs, and the running plane (built on first need:
+`delab stack build kubernetes`, 10-25 min on 2 cores once per machine; .ci/run builds it before `make test`)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_certificates_chain_to_the_ca_and_name_the_loopback(tmp_path, monkeypatc
     assert (pki / "ca.crt").read_bytes() == before
 
 
-@pytest.mark.skipif(not kubernetes.built(), reason="Kubernetes plane not built: delab stack build kubernetes")
+@pytest.mark.stack
 def test_the_plane_schedules_a_deployment_on_the_simulated_node():
     from delab import stack
 

@@ -79,3 +79,11 @@ def topic_names(prefix: str) -> list[str]:
     """Topics whose names start with ``prefix``, sorted."""
     with admin() as client:
         return sorted(name for name in client.list_topics() if name.startswith(prefix))
+
+
+def add_partitions(name: str, total: int) -> None:
+    """Grow a topic to ``total`` partitions (Kafka can add partitions, never remove them)."""
+    from kafka.admin import NewPartitions
+
+    with admin() as client:
+        client.create_partitions({name: NewPartitions(total_count=total)})

@@ -127,3 +127,51 @@ def validation_errors(manifest: Any) -> list[str]:
     validator = jsonschema.Draft202012Validator(inference_service_schema())
     errors = sorted(validator.iter_errors(manifest), key=lambda e: list(map(str, e.absolute_path)))
     return [f"{'.'.join(map(str, error.absolute_path)) or '(top)'}: {error.message}" for error in errors]
+
+
+def inference_service_crd(schema: dict[str, Any] | None = None, max_depth: int = 4) -> dict[str, Any]:
+    """A CustomResourceDefinition of ``InferenceService`` whose schema is ``inference_service_schema()`` made
+    structural (``delab.iac.kube.structural_schema``): an API server then validates InferenceService manifests as
+    a cluster with KServe's own CRD would, for the fields it expands. Not KServe's published CRD (the wheel does not
+    ship it); no controller acts on the resources."""
+    from delab.iac.kube import structural_schema
+
+    openapi = structural_schema(schema or inference_service_schema(), max_depth=max_depth)
+    openapi["properties"]["status"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    openapi["properties"]["metadata"] = {"type": "object"}  # the API server owns metadata's schema
+    group, version = API_VERSION.split("/")
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"inferenceservices.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"kind": KIND, "plural": "inferenceservices", "singular": "inferenceservice"},
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": openapi},
+                    "subresources": {"status": {}},
+                }
+            ],
+        },
+    }
+
+
+def schema_from_mlops_environment() -> dict[str, Any]:
+    """``inference_service_schema()`` computed by the MLOps environment's Python (the one with kserve), for
+    notebooks whose kernel has no kserve (module 07)."""
+    import json
+    import subprocess
+
+    from delab.stack import layout
+
+    code = "import json; from delab.mlops import kserve_manifests as k; print(json.dumps(k.inference_service_schema()))"
+    result = subprocess.run([str(layout.mlops_python()), "-c", code], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or ["?"])[-1]
+        raise RuntimeError(f"the MLOps environment could not build the InferenceService schema: {tail[:200]}")
+    return json.loads(result.stdout)

@@ -264,6 +264,18 @@ def doctor() -> None:
         for line in lines:
             problems += 1
             console.print(f"[red]fix[/]  {name}: {line}", highlight=False)
+    if profile == "native":
+        from delab.stack.services import kubernetes
+
+        if kubernetes.built():
+            console.print(f"[green]ok[/]   Kubernetes plane {kubernetes.VERSION} (on demand): built", highlight=False)
+        else:  # built on first need (lab 07.03), so not a failure
+            console.print(
+                "[yellow]note[/] Kubernetes plane (on demand, lab 07.03) not built yet: "
+                f"`delab stack build kubernetes` builds it once ({kubernetes.BUILD_MINUTES} min on 2 cores), "
+                "or the lab's first cell does",
+                highlight=False,
+            )
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser and shutil.which("chromedriver"):
         console.print("[green]ok[/]   Chromium and chromedriver (the browser test of `make test`)", highlight=False)

@@ -9,6 +9,8 @@ are made once with openssl under the service's data folder; the admin kubeconfig
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import shutil
 import ssl
@@ -40,9 +42,11 @@ SERVICE_CIDR = "10.96.0.0/24"
 KWOK_STAGES = [
     "node/fast/node-initialize.yaml",
     "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
-    "pod/general/pod-ready.yaml",
-    "pod/general/pod-complete.yaml",
-    "pod/general/pod-delete.yaml",
+    # the "fast" pod stages: Pending -> Running and Ready in one step (the "general" ones wait for an Initialized
+    # condition that only their pod-create/init stages set)
+    "pod/fast/pod-ready.yaml",
+    "pod/fast/pod-complete.yaml",
+    "pod/fast/pod-delete.yaml",
 ]
 
 
@@ -64,7 +68,9 @@ def built() -> bool:
 
 
 def _stages_file() -> Path:
-    return layout.build_dir() / "kwok" / "stages.yaml"
+    """kwok's stages, named after the list above: a changed list is copied again on the next start."""
+    digest = hashlib.sha256("\n".join(KWOK_STAGES).encode()).hexdigest()[:8]
+    return layout.build_dir() / "kwok" / f"stages-{digest}.yaml"
 
 
 def _copy_kwok_stages() -> None:
@@ -80,9 +86,25 @@ def _copy_kwok_stages() -> None:
 
 
 def build(progress=_say) -> None:
-    """Build etcd, kwok and the Kubernetes binaries (pinned in infra/native/go/*), once; seconds when built."""
+    """Build etcd, kwok and the Kubernetes binaries (pinned in infra/native/go/*), once; seconds when built.
+
+    One build at a time per checkout: a second caller (a notebook while `delab stack build kubernetes` runs, CI's
+    background build) waits for the first one's lock and then finds the binaries built."""
     if built():
         return
+    lock_path = layout.build_dir() / "kubernetes.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress("another process is building the Kubernetes plane: waiting for it to finish")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if not built():
+            _build_locked(progress)
+
+
+def _build_locked(progress) -> None:
     if shutil.which("go") is None:
         raise MissingPrerequisite("Go not found: it builds the Kubernetes plane (see environment.yml)")
     progress(
@@ -397,6 +419,9 @@ class Kubernetes(NativeService):
                     "--manage-all-nodes=false",
                     "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                     f"--node-ip={HOST}",
+                    # renew the node's Lease (the heartbeat-with-lease stage updates the node's status only every
+                    # ~10 min): without it the node-lifecycle controller marks the node and its pods not ready
+                    "--node-lease-duration-seconds=40",
                     "--cidr=10.244.0.0/16",
                 ],
                 env=no_proxy,
