@@ -14,6 +14,7 @@ import platform
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -30,6 +31,10 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "kafka-provider": ("registry.opentofu.org/mongey/kafka", "terraform-provider-kafka"),
     "postgres-provider": ("delab.local/terraform-providers/postgresql", "terraform-provider-postgresql"),
 }
+
+
+#: provider errors that mean "could not connect when the provider started", not "the change failed"
+TRANSIENT = re.compile(r"kafka: broker not connected|client has run out of available brokers")
 
 
 class TofuError(StackError):
@@ -171,8 +176,13 @@ class Tofu:
 
     def run(self, command: str, *args: str, ok_codes: tuple[int, ...] = (0,), **options: Any) -> str:
         """Run any tofu sub-command (options as python-terraform takes them); TofuError unless the exit code is
-        in ``ok_codes``. Returns stdout."""
-        code, out, err = self._tf.cmd(command, *args, **options)
+        in ``ok_codes``. Returns stdout. A provider that could not reach its service when it started (the Kafka
+        provider's "broker not connected", seen on a busy machine) is given two more tries: nothing ran then."""
+        for pause in (1.0, 3.0, None):
+            code, out, err = self._tf.cmd(command, *args, **options)
+            if code in ok_codes or pause is None or not TRANSIENT.search(err or out or ""):
+                break
+            time.sleep(pause)
         if code not in ok_codes:
             text = err or out or ""
             raise TofuError(f"tofu {command} failed (exit {code}): {_first_error(text)}", output=text)
