@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from delab import config
+from delab.checks.m07 import scratch
 from delab.grading import WrongAnswer, exercise, learner_code
 from delab.iac import Tofu, TofuError, kafka_admin, module_source, modules_dir, write_root
 
@@ -19,11 +19,7 @@ LAB = "m07_l01"
 
 
 def _scratch(name: str) -> Path:
-    folder = config.lab_dir(LAB) / "checks" / name
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    return folder
+    return scratch(LAB, name)
 
 
 # ------------------------------------------------------------------------------------- e1: a destructive-plan guard

@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import shutil
 from pathlib import Path
 from typing import Any
 
-from delab import config
+from delab.checks.m07 import scratch
 from delab.grading import WrongAnswer, exercise
 from delab.iac import Tofu, TofuError, module_source, tofu_command, write_root
 
@@ -27,11 +26,7 @@ BROKERS = 1  # the lab's stack
 
 
 def _scratch(name: str) -> Path:
-    folder = config.lab_dir(LAB) / "checks" / name
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    return folder
+    return scratch(LAB, name)
 
 
 # --------------------------------------------------------------------------------------------- e1: prod's sizes

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
 from pathlib import Path
 
-from delab import clients, config
+from delab import clients
+from delab.checks.m07 import scratch
 from delab.grading import WrongAnswer, exercise, learner_code
 from delab.iac import Tofu, TofuError, module_source, s3_backend, secure_kafka, security, tofu_command, write_root
 
@@ -22,11 +22,7 @@ WRITER, READER, OUTSIDER = "orders_app", "analytics", "intruder"
 
 
 def _scratch(name: str) -> Path:
-    folder = config.lab_dir(LAB) / "checks" / name
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    return folder
+    return scratch(LAB, name)
 
 
 # --------------------------------------------------------------------------------------- e1: Kafka ACLs as code
