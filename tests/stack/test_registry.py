@@ -37,8 +37,10 @@ def no_real_java(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
     monkeypatch.setattr(layout, "JVM_FOLDERS", (str(tmp_path / "jvm"),))
     layout.find_java_home.cache_clear()
+    layout.java_home.cache_clear()
     yield tmp_path
     layout.find_java_home.cache_clear()
+    layout.java_home.cache_clear()  # a None found here must not outlive the test (the next one starts Java)
 
 
 def test_the_registry_starts_on_demand_after_postgres():

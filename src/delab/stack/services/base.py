@@ -121,3 +121,23 @@ def jvm(heap: str) -> list[str]:
         "-XX:+ExitOnOutOfMemoryError",
         "-Djava.awt.headless=true",
     ]
+
+
+def wait_for_dependency(service: str, probe, what: str, timeout: float = 60.0) -> None:
+    """Wait until a dependency answers its probe. Dependants start once their dependencies *listen* (see
+    manager._native_up); a service whose ``prepare`` uses one (a database made as the learner role, say) waits
+    here until it has finished its own bootstrap — on a fresh cluster the role exists only then."""
+    import time
+
+    from delab.stack.errors import ServiceFailed
+    from delab.stack.probes import ProbeFailed
+
+    deadline, reason = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        try:
+            probe()
+            return
+        except ProbeFailed as error:
+            reason = str(error)
+        time.sleep(0.25)
+    raise ServiceFailed(f"{service} needs {what}, which did not answer within {timeout:.0f} s ({reason})")

@@ -9,13 +9,10 @@ models, versions and aliases live in Postgres and S3, so they survive ``down``/`
 
 from __future__ import annotations
 
-import time
-
 from delab import config
 from delab.stack import layout
-from delab.stack.errors import ServiceFailed
 from delab.stack.probes import ProbeFailed, http_json
-from delab.stack.services.base import HOST, NativeService, ProcessSpec
+from delab.stack.services.base import HOST, NativeService, ProcessSpec, wait_for_dependency
 from delab.stack.services.postgres import probe_postgres
 from delab.stack.services.s3 import probe_s3
 
@@ -47,18 +44,6 @@ def probe_mlflow() -> None:
         raise ProbeFailed("the model registry did not answer a search with JSON")
 
 
-def _wait_for(probe, what: str, timeout: float = 60.0) -> None:
-    deadline, reason = time.monotonic() + timeout, ""
-    while time.monotonic() < deadline:
-        try:
-            probe()
-            return
-        except ProbeFailed as error:
-            reason = str(error)
-        time.sleep(0.25)
-    raise ServiceFailed(f"mlflow needs {what}, which did not answer within {timeout:.0f} s ({reason})")
-
-
 class MLflow(NativeService):
     """``mlflow server`` (one worker) on 127.0.0.1 with a Postgres backend store and S3 artifacts."""
 
@@ -77,8 +62,8 @@ class MLflow(NativeService):
         layout.mlops_python()  # a clear message before anything starts when the environment is missing
         layout.data_dir("mlflow").mkdir(parents=True, exist_ok=True)
         # dependants start once their dependencies listen: wait until Postgres has its role and S3 its bucket
-        _wait_for(probe_postgres, "postgres")
-        _wait_for(probe_s3, "the S3 store")
+        wait_for_dependency(self.name, probe_postgres, "postgres")
+        wait_for_dependency(self.name, probe_s3, "the S3 store")
         import psycopg
 
         pg, database = config.postgres(), config.mlflow().database

@@ -14,7 +14,8 @@ from delab import config
 from delab.stack import layout
 from delab.stack.errors import MissingPrerequisite, ServiceFailed
 from delab.stack.probes import ProbeFailed, http_json
-from delab.stack.services.base import HOST, NativeService, ProcessSpec, fast_start_flags
+from delab.stack.services.base import HOST, NativeService, ProcessSpec, fast_start_flags, wait_for_dependency
+from delab.stack.services.postgres import probe_postgres
 
 #: Apicurio Registry 3.x is built for Java 21 (class file 65): Java 17 fails with UnsupportedClassVersionError
 JAVA_MINIMUM = 21
@@ -91,6 +92,8 @@ class Registry(NativeService):
     def prepare(self) -> None:
         registry_java_home()
         layout.build_path("registry", "quarkus-run.jar", what="the schema registry (Apicurio bundle)")
+        # Postgres listens before its bootstrap has made the learner role (a fresh cluster): wait for it
+        wait_for_dependency(self.name, probe_postgres, "postgres")
         ensure_database(config.schema_registry().database)
         layout.data_dir("registry").mkdir(parents=True, exist_ok=True)
 
