@@ -17,6 +17,7 @@ import argparse
 import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -30,8 +31,14 @@ def _keep_going(parent: int, deadline: float) -> bool:
     return os.getppid() == parent and time.monotonic() < deadline
 
 
+def _stop_on_sigterm() -> None:
+    # a fork inherits its parent's SIGTERM handler (a pytest-xdist worker's did not exit): restore the default
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def spin(parent: int, deadline: float) -> None:
     """Keep one core busy until the parent is gone or the deadline passed."""
+    _stop_on_sigterm()
     x = 0
     while _keep_going(parent, deadline):
         for i in range(200_000):
@@ -40,6 +47,7 @@ def spin(parent: int, deadline: float) -> None:
 
 def churn(parent: int, deadline: float, folder: str) -> None:
     """Write, fsync, read back and delete 8 MB files in a loop until the parent is gone or the deadline passed."""
+    _stop_on_sigterm()
     path = Path(folder) / f"churn-{os.getpid()}"
     while _keep_going(parent, deadline):
         with path.open("wb") as out:
@@ -85,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             worker.terminate()
         for worker in workers:
             worker.join(10)
+            if worker.is_alive():  # did not stop on SIGTERM: no worker may outlive the run
+                worker.kill()
+                worker.join(10)
         shutil.rmtree(scratch, ignore_errors=True)
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"[busy machine] exit {code} after {time.monotonic() - started:.0f} s; load average now {load}")

@@ -30,7 +30,8 @@ def client():
     """A confluent-kafka SchemaRegistryClient on the stack's registry (Confluent-compatible API)."""
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
-    return SchemaRegistryClient({"url": config.schema_registry().ccompat_url})
+    # a timeout: without one, a request the registry never answers (seen once while it was starting) waits forever
+    return SchemaRegistryClient({"url": config.schema_registry().ccompat_url, "timeout": 30})
 
 
 def delete_subjects(registry, prefix: str) -> list[str]:
