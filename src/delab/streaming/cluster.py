@@ -447,8 +447,15 @@ def describe(topic: str) -> pd.DataFrame:
 
     servers = [f"{config.HOST}:{broker_port(n)}" for n in NODES if alive(n)] or bootstrap()
     client = KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=10_000)
+    # a topic just created is known to the controller first: a broker answering with an older metadata image says
+    # UNKNOWN_TOPIC_OR_PARTITION (3) for a moment (seen on a busy machine) — ask again until it has caught up
+    deadline = time.monotonic() + 30
     try:
-        (info,) = client.describe_topics([topic])
+        while True:
+            (info,) = client.describe_topics([topic])
+            if info.get("error_code") != 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
     finally:
         client.close()
     if info.get("error_code"):
