@@ -169,6 +169,41 @@ def info():
     console.print(f"registry      {config.schema_registry().ccompat_url} (Confluent-compatible API)")
 
 
+platform_app = typer.Typer(
+    help="The write steps of the data-platform modules (lab 07.07): run by OpenTofu's local-exec provisioners.",
+    no_args_is_help=True,
+)
+
+
+def _platform_step(action: str) -> None:
+    import os
+
+    from delab.iac.platform import SPEC_VARIABLE, run_step
+    from delab.stack.errors import StackError
+
+    try:
+        print(run_step(action, os.environ.get(SPEC_VARIABLE)))
+    except StackError as error:
+        # plain, unwrapped: OpenTofu quotes this line in its provisioner error
+        print(f"error: {error.message}", file=sys.stderr)
+        raise typer.Exit(1) from None
+
+
+@platform_app.command("create")
+def platform_create():
+    """Create (idempotently) what the JSON in DELAB_PLATFORM_SPEC describes."""
+    _platform_step("create")
+
+
+@platform_app.command("delete")
+def platform_delete():
+    """Delete (idempotently) what the JSON in DELAB_PLATFORM_SPEC describes."""
+    _platform_step("delete")
+
+
+app.add_typer(platform_app, name="platform")
+
+
 def _mount_stack() -> None:
     """`delab stack ...` and `delab doctor` live in delab.stack (the services room)."""
     try:

@@ -14,6 +14,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from functools import cache
@@ -117,7 +118,11 @@ def environment() -> dict[str, str]:
     """What every tofu process gets: the CLI config, automation mode, and the stack's S3 credentials (the s3
     backend reads the usual AWS variables)."""
     s3 = config.s3()
+    # provisioners of the platform modules run `delab platform ...`: the delab of this Python environment first
+    scripts = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
     return {
+        "PATH": path if path.split(os.pathsep)[:1] == [scripts] else os.pathsep.join([scripts, path]),
         "TF_CLI_CONFIG_FILE": str(cli_config()),
         "TF_IN_AUTOMATION": "1",
         "CHECKPOINT_DISABLE": "1",
