@@ -21,7 +21,6 @@
 # registry takes ~20 s the first time). Kernel: `delab`. About 40 minutes.
 
 # %%
-import json
 import time
 
 import psycopg
@@ -41,13 +40,13 @@ work = config.lab_dir("m07_l07")
 # `apply` — a **provider**. Setup builds providers from their Go modules; this machine's module proxy serves one
 # exact version at a time, and these were tried once each (docs/iac.md):
 #
-# | component | API | provider here | route in this lab |
-# |---|---|---|---|
-# | Kafka topics (+ ACLs) | Kafka admin protocol | Mongey/kafka v0.13.1 ✔ | `kafka_topics` module, real resources |
-# | Postgres database, roles, grants | SQL | terraform-providers/postgresql v1.7.1 ✔ | `postgres_app_database`, real resources |
-# | Debezium connector | Kafka Connect REST | Mongey/kafka-connect v0.4.3 ✘ (not served) | `cdc_connector`: labelled `terraform_data` |
-# | registry subjects | Confluent-compatible REST | none served; hashicorp/http v3.5.0 ✘ (for reads) | `schema_subjects`: labelled `terraform_data` |
-# | bucket + Iceberg namespace | S3, Iceberg catalog | AWS provider: too big a build for setup; no catalog provider | `lakehouse_namespace`: labelled `terraform_data` |
+# | component | provider here | route in this lab |
+# |---|---|---|
+# | Kafka topics (+ ACLs) | Mongey/kafka v0.13.1 ✔ | `kafka_topics`: real resources |
+# | Postgres database, roles, grants | terraform-providers/postgresql v1.7.1 ✔ | `postgres_app_database`: real |
+# | Debezium connector (Connect REST) | Mongey/kafka-connect v0.4.3 ✘ not served | `cdc_connector`: labelled step |
+# | registry subjects (REST) | none; hashicorp/http v3.5.0 ✘ not served | `schema_subjects`: labelled step |
+# | bucket + Iceberg namespace | AWS provider too big a build; no catalog one | `lakehouse_namespace`: labelled step |
 #
 # The **labelled route**: a `terraform_data` resource holds the object's description in `input`; a `local-exec`
 # provisioner runs `delab platform create` when the resource is created and `delab platform delete` (from
@@ -232,26 +231,27 @@ check.m07.customers_connector_check(customers_connector)
 
 # %%
 ### BEGIN SOLUTION
-customers_subjects = """
-module "customer_subjects" {
-  source       = "%s"
+subjects_source = iac.module_source("schema_subjects")
+customers_subjects = f"""
+module "customer_subjects" {{
+  source       = "{subjects_source}"
   registry_url = var.stack.registry_url
-  subjects = {
-    "${local.topic_prefix}.public.customers-value" = {
+  subjects = {{
+    "${{local.topic_prefix}}.public.customers-value" = {{
       compatibility = "BACKWARD"
-      schema = jsonencode({
+      schema = jsonencode({{
         type = "record", name = "Customer", namespace = "m07_l07"
         fields = [
-          { name = "id", type = "int" },
-          { name = "name", type = "string" },
-          { name = "country", type = "string" },
-          { name = "email", type = ["null", "string"], default = null },
+          {{ name = "id", type = "int" }},
+          {{ name = "name", type = "string" }},
+          {{ name = "country", type = "string" }},
+          {{ name = "email", type = ["null", "string"], default = null }},
         ]
-      })
-    }
-  }
-}
-""" % iac.module_source("schema_subjects")
+      }})
+    }}
+  }}
+}}
+"""
 ### END SOLUTION
 
 # %%
@@ -295,7 +295,7 @@ with clients.postgres() as pg:
 # %% [markdown]
 # ## The application's migration
 # The application (its owner role) creates its table, **publishes** it for CDC and lets the CDC login read it for
-# the initial snapshot. The CDC login (the stack's role, which has `REPLICATION`) owns nothing in this database:
+# the initial snapshot (and connect, should PUBLIC not be allowed to). The CDC login (the stack's role, which has `REPLICATION`) owns nothing in this database:
 # that is why the connector uses `publication_autocreate = "disabled"` — with `filtered`, Debezium would create
 # the publication itself, which only a table owner may do. Note also what is *not* here: the stack's
 # `dbz_publication FOR ALL TABLES` lives in database `shop` only (a publication belongs to one database), and the
@@ -312,6 +312,7 @@ with psycopg.connect(owner_dsn, autocommit=True) as owner:
     )
     owner.execute(f"CREATE PUBLICATION {ns.prefix}_orders_pub FOR TABLE orders")
     owner.execute(f'GRANT SELECT ON orders TO "{stack_endpoints["cdc_user"]}"')
+    owner.execute(f'GRANT CONNECT ON DATABASE {outputs["database"]} TO "{stack_endpoints["cdc_user"]}"')
 print("table, 3 rows and publication made by", outputs["owner"])
 
 # %% [markdown]
@@ -440,19 +441,22 @@ connector, slot = outputs["cdc"]["connector"], outputs["cdc"]["slot"]
 started = time.monotonic()
 tofu.destroy(variables={"cdc_enabled": True})
 print(f"destroyed in {time.monotonic() - started:.1f} s; state:", tofu.state_list())
-with clients.postgres() as pg:
-    gone = {
-        "connector": connector not in cdc.connectors(),
-        "slot": pg.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", [slot]).fetchone()[0] == 0,
-        "database": pg.execute("SELECT count(*) FROM pg_database WHERE datname = %s", [outputs["database"]]).fetchone()[
-            0
-        ]
-        == 0,  # fmt: skip
-        "topic": topic not in kafka_admin.topic_names(ns.prefix),
-        "subject": requests.get(f"{registry}/subjects/{subject}/versions", timeout=10).status_code == 404,
-        "namespace": not catalog.namespace_exists(outputs["lake"]["namespace"]),
-        "bucket": outputs["lake"]["bucket"] not in [b["Name"] for b in clients.s3().list_buckets()["Buckets"]],
-    }
+
+
+def count(query: str, value: str) -> int:
+    with clients.postgres() as pg:
+        return pg.execute(query, [value]).fetchone()[0]
+
+
+gone = {
+    "connector": connector not in cdc.connectors(),
+    "slot": count("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", slot) == 0,
+    "database": count("SELECT count(*) FROM pg_database WHERE datname = %s", outputs["database"]) == 0,
+    "topic": topic not in kafka_admin.topic_names(ns.prefix),
+    "subject": requests.get(f"{registry}/subjects/{subject}/versions", timeout=10).status_code == 404,
+    "namespace": not catalog.namespace_exists(outputs["lake"]["namespace"]),
+    "bucket": outputs["lake"]["bucket"] not in [b["Name"] for b in clients.s3().list_buckets()["Buckets"]],
+}
 gone
 
 # %%

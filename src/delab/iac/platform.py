@@ -14,6 +14,7 @@ credentials from the stack's config, as the AWS variables of ``delab.iac.tofu.en
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -146,30 +147,43 @@ def delete_connector(spec: dict[str, Any], timeout: float = 30.0) -> str:
 # ---------------------------------------------------------------------------------------- registry subjects
 
 
-def create_subject(spec: dict[str, Any]) -> str:
-    """Set the subject's compatibility mode (the subject itself appears with its first version)."""
-    _require(spec, "registry_url", "subject", "compatibility")
+def _set_mode(spec: dict[str, Any]) -> bool:
+    """PUT the subject's compatibility mode; False if the registry does not know the subject yet (Apicurio keeps
+    a mode only for a subject that has a version; the Confluent registry accepts it before)."""
     url = f"{spec['registry_url']}/config/{spec['subject']}"
     response = _http("PUT", url, json={"compatibility": spec["compatibility"]})
+    if response.status_code == 404:
+        return False
     if response.status_code >= 400:
         raise PlatformError(
             f"the registry refused mode {spec['compatibility']} for {spec['subject']}: {_message(response)}"
         )
-    return f"subject {spec['subject']}: {spec['compatibility']}"
+    return True
+
+
+def create_subject(spec: dict[str, Any]) -> str:
+    """Set the subject's compatibility mode (if the subject is new, its first version sets it)."""
+    _require(spec, "registry_url", "subject", "compatibility")
+    if _set_mode(spec):
+        return f"subject {spec['subject']}: {spec['compatibility']}"
+    return f"subject {spec['subject']}: {spec['compatibility']} once its first version is registered"
 
 
 def register_version(spec: dict[str, Any]) -> str:
     """Set the mode, then register the schema (the same schema again returns its existing id: idempotent); the
-    registry refuses a schema that breaks the subject's compatibility mode."""
-    create_subject(spec)
-    _require(spec, "schema")
+    registry refuses a schema that breaks the subject's compatibility mode. A new subject's mode is set right
+    after its first version (nothing to be compatible with before it)."""
+    _require(spec, "registry_url", "subject", "compatibility", "schema")
+    mode_set = _set_mode(spec)
     body: dict[str, Any] = {"schema": spec["schema"]}
     if spec.get("schema_type", "AVRO") != "AVRO":
         body["schemaType"] = spec["schema_type"]
     response = _http("POST", f"{spec['registry_url']}/subjects/{spec['subject']}/versions", json=body)
     if response.status_code >= 400:
         raise PlatformError(f"the registry refused the schema of {spec['subject']}: {_message(response)}")
-    return f"subject {spec['subject']}: schema id {response.json().get('id')}"
+    if not mode_set and not _set_mode(spec):
+        raise PlatformError(f"the registry keeps no mode for {spec['subject']} even after its first version")
+    return f"subject {spec['subject']}: schema id {response.json().get('id')}, {spec['compatibility']}"
 
 
 def delete_subject(spec: dict[str, Any]) -> str:
@@ -269,10 +283,9 @@ def delete_namespace(spec: dict[str, Any]) -> str:
     for table in tables:
         catalog.drop_table(table)
     location = urlparse(spec["location"])
-    try:
+    # the bucket may be gone already (it is destroyed after the namespace, but a rerun may find it missing)
+    with contextlib.suppress(Exception):
         clients.s3_delete_prefix(location.path.strip("/") + "/", bucket=location.netloc)
-    except Exception:  # noqa: BLE001 - the bucket may already be gone; the catalog entry is what matters here
-        pass
     catalog.drop_namespace(namespace)
     return f"namespace {namespace} dropped ({len(tables)} table(s) with it)"
 

@@ -24,7 +24,9 @@ ORDERS_CONNECTOR = f"{LAB}_orders"
 #: the context of the lab's root that a learner's block refers to (var.stack, local.topic_prefix, module.app)
 CONTEXT_TF = """
 variable "stack" {{
-  type = object({{ connect_url = string, registry_url = string, pg_host = string, pg_port = number, cdc_user = string }})
+  type = object({{
+    connect_url = string, registry_url = string, pg_host = string, pg_port = number, cdc_user = string
+  }})
   default = {{
     connect_url  = "http://127.0.0.1:18083"
     registry_url = "http://127.0.0.1:18085/apis/ccompat/v7"
@@ -49,7 +51,9 @@ module "cdc" {{
 
   name        = "{orders}"
   connect_url = var.stack.connect_url
-  database    = {{ host = var.stack.pg_host, port = var.stack.pg_port, dbname = module.app.database, user = var.stack.cdc_user }}
+  database = {{
+    host = var.stack.pg_host, port = var.stack.pg_port, dbname = module.app.database, user = var.stack.cdc_user
+  }}
   tables                 = local.tables
   topic_prefix           = local.topic_prefix
   publication_name       = "{orders}_pub"
@@ -235,7 +239,7 @@ def customers_subjects_check(customers_subjects) -> None:
     try:
         schema = json.loads(spec.get("schema", ""))
         fastavro.parse_schema(schema)
-    except Exception as error:  # noqa: BLE001 - whatever the parser says is the learner's feedback
+    except Exception as error:  # whatever the parser says is the learner's feedback
         raise WrongAnswer(
             f"the schema is not valid Avro: {str(error)[:200]}",
             hint='an Avro record: {type = "record", name = …, fields = [...]}',
