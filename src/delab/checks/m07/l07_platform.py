@@ -104,12 +104,30 @@ def _hcl_answer(answer: Any, what: str) -> str:
     return answer
 
 
-def _module_refused(message: str) -> WrongAnswer:
-    if "Invalid value for variable" in message or "validation" in message.lower():
+def _validation_message(output: str) -> str | None:
+    """The error_message of the validation rule that failed, from tofu's full output (None if none failed)."""
+    lines = [line.strip(" │╷╵").strip() for line in output.splitlines()]
+    for i, line in enumerate(lines):
+        if line.startswith("This was checked by the validation rule"):
+            paragraph: list[str] = []
+            for previous in reversed(lines[:i]):
+                if not previous:
+                    if paragraph:
+                        break
+                    continue
+                paragraph.insert(0, previous)
+            return " ".join(paragraph)
+    return None
+
+
+def _module_refused(error: TofuError) -> WrongAnswer:
+    reason = _validation_message(error.output)
+    if reason:
         return WrongAnswer(
-            f"the module refused a value: {message}",
-            hint="the module's own validation message says which variable and why; read its variables.tf.",
+            f"the module refused a value: {reason}",
+            hint="the module's validation says why; read the variable's description in its variables.tf.",
         )
+    message = error.message
     if "Unsupported argument" in message or "Missing required argument" in message:
         return WrongAnswer(
             f"tofu plan: {message}", hint="the module's variables are in its variables.tf: use those names."
@@ -128,7 +146,7 @@ def customers_connector_check(customers_connector) -> None:
     try:
         plan = _plan_with("customers_connector", block)
     except TofuError as error:
-        raise _module_refused(error.message) from None
+        raise _module_refused(error) from None
     ours = _planned_inputs(plan, "connector", skip_module="cdc")
     if not ours:
         raise WrongAnswer(
@@ -213,7 +231,7 @@ def customers_subjects_check(customers_subjects) -> None:
     try:
         plan = _plan_with("customers_subjects", block)
     except TofuError as error:
-        raise _module_refused(error.message) from None
+        raise _module_refused(error) from None
     versions = _planned_inputs(plan, "version")
     if not versions:
         raise WrongAnswer("the plan registers no subject.", hint="call the schema_subjects module with one subject.")
