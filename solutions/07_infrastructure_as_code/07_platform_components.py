@@ -61,7 +61,7 @@ work = config.lab_dir("m07_l07")
 # Here is the connector module's resource (infra/terraform/modules/cdc_connector):
 
 # %%
-print((iac.modules_dir() / "cdc_connector" / "main.tf").read_text().split("resource ", 1)[1][:1200])
+print("resource " + (iac.modules_dir() / "cdc_connector" / "main.tf").read_text().split("resource ", 1)[1])
 
 # %% [markdown]
 # ## The platform, composed
@@ -231,10 +231,9 @@ check.m07.customers_connector_check(customers_connector)
 
 # %%
 ### BEGIN SOLUTION
-subjects_source = iac.module_source("schema_subjects")
 customers_subjects = f"""
 module "customer_subjects" {{
-  source       = "{subjects_source}"
+  source       = "{iac.module_source("schema_subjects")}"
   registry_url = var.stack.registry_url
   subjects = {{
     "${{local.topic_prefix}}.public.customers-value" = {{
@@ -327,6 +326,8 @@ print({address: actions for address, actions in stage2.actions.items() if action
 tofu.apply(stage2)
 outputs = tofu.outputs()["platform"]
 print(outputs["cdc"], cdc.connector_status(outputs["cdc"]["connector"])["connector"]["state"])
+snapshot = cdc.wait_for_snapshot(topic, rows=3)  # the 3 rows the table held, read once (op = r)
+print(len(snapshot), "snapshot records on", topic)
 
 # %% [markdown]
 # Now the application works as usual: two new orders, one paid, one cancelled (deleted).

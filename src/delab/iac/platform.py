@@ -345,7 +345,7 @@ def iceberg_schema(avro_schema: str | dict[str, Any]) -> Any:
         optional = isinstance(kind, list) and "null" in kind
         if isinstance(kind, list):
             kind = next((k for k in kind if k != "null"), "null")
-        if kind not in _AVRO_TO_ICEBERG:
+        if not isinstance(kind, str) or kind not in _AVRO_TO_ICEBERG:
             raise PlatformError(f"field {field['name']}: Avro type {kind!r} is not mapped (primitives only)")
         iceberg_type = getattr(types, _AVRO_TO_ICEBERG[kind])()
         fields.append(types.NestedField(field_id, field["name"], iceberg_type, required=not optional))
