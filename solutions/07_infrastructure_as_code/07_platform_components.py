@@ -182,6 +182,20 @@ secrets = {"owner_password": "owner-secret-0707"}  # a secret store's value, in 
 root = iac.write_root(work / "platform", platform_tf, providers=("kafka", "postgresql"), backend="pg")
 tofu = iac.Tofu(root, variables={"stack": stack_endpoints, **secrets})
 tofu.init(backend_config=iac.pg_backend(schema=f"{ns.prefix}_state"))
+owner_dsn = (f"host={config.postgres().host} port={config.postgres().port} dbname={ns.prefix}_shop "
+             f"user={ns.prefix}_shop_owner password={secrets['owner_password']}")  # fmt: skip
+
+
+def drop_app_tables() -> None:
+    """Decommission the application's data before its database (see "Destroy" below for why)."""
+    try:
+        with psycopg.connect(owner_dsn, autocommit=True, connect_timeout=5) as owner:
+            owner.execute("DROP TABLE IF EXISTS orders")
+    except psycopg.OperationalError:
+        pass  # no database (yet): nothing to drop
+
+
+drop_app_tables()
 tofu.destroy(variables={"cdc_enabled": True})  # a re-run starts from nothing (a no-op the first time)
 stack_endpoints
 
@@ -294,15 +308,13 @@ with clients.postgres() as pg:
 # %% [markdown]
 # ## The application's migration
 # The application (its owner role) creates its table, **publishes** it for CDC and lets the CDC login read it for
-# the initial snapshot (and connect, should PUBLIC not be allowed to). The CDC login (the stack's role, which has `REPLICATION`) owns nothing in this database:
-# that is why the connector uses `publication_autocreate = "disabled"` — with `filtered`, Debezium would create
-# the publication itself, which only a table owner may do. Note also what is *not* here: the stack's
-# `dbz_publication FOR ALL TABLES` lives in database `shop` only (a publication belongs to one database), and the
-# `cdc_connector` module refuses that name anyway.
+# the initial snapshot (and connect, should PUBLIC not be allowed to). The CDC login (the stack's role, which has
+# `REPLICATION`) owns nothing in this database: that is why the connector uses `publication_autocreate =
+# "disabled"` — with `filtered`, Debezium would create the publication itself, which only a table owner may do.
+# Note also what is *not* here: the stack's `dbz_publication FOR ALL TABLES` lives in database `shop` only (a
+# publication belongs to one database), and the `cdc_connector` module refuses that name anyway.
 
 # %%
-owner_dsn = (f"host={config.postgres().host} port={config.postgres().port} dbname={outputs['database']} "
-             f"user={outputs['owner']} password={secrets['owner_password']}")  # fmt: skip
 with psycopg.connect(owner_dsn, autocommit=True) as owner:
     owner.execute("""CREATE TABLE orders (id int PRIMARY KEY, customer text NOT NULL,
                                          amount_cents int NOT NULL, status text NOT NULL)""")  # fmt: skip
@@ -436,9 +448,15 @@ wider = tofu.plan(variables={"cdc_enabled": True})
 # The destroy order is the reverse of the dependencies: the connector first (its delete step drops the slot,
 # else `DROP DATABASE` fails: a slot belongs to its database), then the subjects, the namespace (with its table:
 # `force_destroy`), the bucket, the topics, the database and its roles.
+#
+# One step comes before `destroy`: the application drops its tables. The `postgres_app_database` module's group
+# roles do not wait for the database to be dropped, and PostgreSQL refuses to drop a role that still holds
+# privileges on a table ("cannot be dropped because some objects depend on it"): with the table gone, the order
+# no longer matters. (Destroying data is a decision a person takes before the platform goes, in any case.)
 
 # %%
 connector, slot = outputs["cdc"]["connector"], outputs["cdc"]["slot"]
+drop_app_tables()
 started = time.monotonic()
 tofu.destroy(variables={"cdc_enabled": True})
 print(f"destroyed in {time.monotonic() - started:.1f} s; state:", tofu.state_list())

@@ -41,6 +41,23 @@ def test_the_cli_prints_one_error_line_and_exits_1():
     assert result.output.strip().splitlines() == ["error: unknown platform kind 'cluster'"]
 
 
+def test_a_failed_step_is_one_line_from_tofu(tmp_path):
+    from delab import iac
+
+    root = iac.write_root(
+        tmp_path / "root",
+        'resource "terraform_data" "x" {\n  input = { kind = "cluster" }\n'
+        '  provisioner "local-exec" {\n    command = "delab platform create"\n'
+        "    environment = { DELAB_PLATFORM_SPEC = jsonencode(self.input) }\n  }\n}\n",
+        providers=(),
+    )
+    tofu = iac.Tofu(root)
+    tofu.init()
+    with pytest.raises(iac.TofuError) as failed:
+        tofu.apply()
+    assert failed.value.message.endswith("provisioner error: error: unknown platform kind 'cluster'")
+
+
 def test_an_unreachable_service_is_one_line():
     spec = _spec(kind="subject", registry_url="http://127.0.0.1:9", subject="x-value", compatibility="BACKWARD")
     with pytest.raises(PlatformError, match="is the service running"):

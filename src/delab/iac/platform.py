@@ -68,33 +68,60 @@ def database_password(user: str) -> str:
     raise PlatformError(f"no password for the database user {user!r}: set PGPASSWORD in OpenTofu's environment")
 
 
-def create_connector(spec: dict[str, Any], timeout: float = 90.0) -> str:
-    """PUT the connector's config (with its password) and wait until the connector and its task run."""
-    _require(spec, "name", "connect_url", "config")
-    name, settings = spec["name"], dict(spec["config"])
-    settings["database.password"] = database_password(settings.get("database.user", ""))
-    response = _http("PUT", f"{spec['connect_url']}/connectors/{name}/config", json=settings)
-    if response.status_code >= 400:
-        raise PlatformError(f"Kafka Connect refused connector {name}: {_message(response)}")
+def _wait_state(connect_url: str, name: str, wanted: str, timeout: float) -> dict:
+    """Wait until Connect reports the connector (and all its tasks, when RUNNING is wanted) in ``wanted``."""
     deadline = time.monotonic() + timeout
     while True:
-        state = _http("GET", f"{spec['connect_url']}/connectors/{name}/status").json()
+        state = _http("GET", f"{connect_url}/connectors/{name}/status").json()
         tasks = state.get("tasks", []) if isinstance(state, dict) else []
         failed = [task for task in tasks if task.get("state") == "FAILED"]
-        if failed:
+        if failed and wanted == "RUNNING":
             trace = (failed[0].get("trace") or "").strip().splitlines()[:1]
             raise PlatformError(
                 f"connector {name} failed: {trace[0][:300] if trace else 'see delab stack logs connect'}"
             )
-        if (
-            state.get("connector", {}).get("state") == "RUNNING"
-            and tasks
-            and all(task.get("state") == "RUNNING" for task in tasks)
+        connector_state = state.get("connector", {}).get("state") if isinstance(state, dict) else None
+        if connector_state == wanted and (
+            wanted != "RUNNING" or (tasks and all(t.get("state") == wanted for t in tasks))
         ):
-            return f"connector {name} running (slot {spec.get('slot')}, publication {spec.get('publication')})"
+            return state
         if time.monotonic() > deadline:
-            raise PlatformError(f"connector {name} is not running after {timeout:.0f} s: {state}")
-        time.sleep(0.5)
+            raise PlatformError(f"connector {name} is not {wanted} after {timeout:.0f} s: {state}")
+        time.sleep(0.3)
+
+
+def create_connector(spec: dict[str, Any], timeout: float = 90.0) -> str:
+    """Create the connector (its password added here) and wait until it and its task run; on failure, delete it
+    again (and its slot).
+
+    Connect keeps a source connector's offsets in its offsets topic after the connector is deleted, so a new
+    connector of the same name would resume from a position its brand-new slot never had ("no longer available
+    on the server"). A new connector is therefore created STOPPED (KIP-980), its offsets are reset (KIP-875), and
+    only then resumed. A connector of that name that exists already is a leftover: it is deleted first."""
+    _require(spec, "name", "connect_url", "config")
+    name, url = spec["name"], spec["connect_url"]
+    settings = dict(spec["config"])
+    settings["database.password"] = database_password(settings.get("database.user", ""))
+    if _http("GET", f"{url}/connectors/{name}").status_code == 200:
+        # a leftover of a create that failed (OpenTofu runs no destroy step for a tainted resource): start afresh
+        delete_connector(spec)
+    body = {"name": name, "config": settings, "initial_state": "STOPPED"}
+    response = _http("POST", f"{url}/connectors", json=body)
+    if response.status_code >= 400:
+        raise PlatformError(f"Kafka Connect refused connector {name}: {_message(response)}")
+    try:
+        _wait_state(url, name, "STOPPED", timeout)
+        reset = _http("DELETE", f"{url}/connectors/{name}/offsets")
+        if reset.status_code >= 400:
+            raise PlatformError(f"Kafka Connect did not reset the offsets of {name}: {_message(reset)}")
+        _http("PUT", f"{url}/connectors/{name}/resume")
+        _wait_state(url, name, "RUNNING", timeout)
+    except PlatformError:
+        # leave nothing behind: the resource is tainted and its destroy step will not run
+        with contextlib.suppress(Exception):
+            delete_connector(spec)
+        raise
+    return f"connector {name} running (slot {spec.get('slot')}, publication {spec.get('publication')})"
 
 
 def delete_connector(spec: dict[str, Any], timeout: float = 30.0) -> str:
@@ -103,8 +130,13 @@ def delete_connector(spec: dict[str, Any], timeout: float = 30.0) -> str:
     import psycopg
 
     _require(spec, "name", "connect_url", "config", "slot")
-    name, settings = spec["name"], spec["config"]
-    response = _http("DELETE", f"{spec['connect_url']}/connectors/{name}")
+    name, settings, url = spec["name"], spec["config"], spec["connect_url"]
+    # stop it and reset its offsets first (KIP-875), so nothing of it is left in Connect's offsets topic
+    if _http("PUT", f"{url}/connectors/{name}/stop").status_code < 400:
+        with contextlib.suppress(PlatformError):
+            _wait_state(url, name, "STOPPED", timeout)
+            _http("DELETE", f"{url}/connectors/{name}/offsets")
+    response = _http("DELETE", f"{url}/connectors/{name}")
     if response.status_code not in (200, 204, 404):
         raise PlatformError(f"Kafka Connect did not delete connector {name}: {_message(response)}")
     try:

@@ -137,6 +137,11 @@ def _first_error(text: str) -> str:
     lines = [line.strip(" │╷╵") for line in text.splitlines()]
     lines = [line.strip() for line in lines if line.strip()]
     for i, line in enumerate(lines):
+        if line.startswith("Error:") and "provisioner error" in line:
+            # what the command printed follows "Output:", wrapped over several lines by OpenTofu
+            rest = " ".join(lines[i + 1 : i + 12])
+            said = rest.split("Output:", 1)[1].strip() if "Output:" in rest else rest
+            return f"{line}: {said.split(' Error: ')[0]}".strip()[:400]
         if line.startswith("Error:"):
             detail = next((more for more in lines[i + 1 : i + 4] if not more.startswith("on ")), "")
             return f"{line} {detail}".strip()[:400]
