@@ -180,8 +180,8 @@ def delete_connector(spec: dict[str, Any], timeout: float = 30.0) -> str:
 
 
 def _set_mode(spec: dict[str, Any]) -> bool:
-    """PUT the subject's compatibility mode; False if the registry does not know the subject yet (Apicurio keeps
-    a mode only for a subject that has a version; the Confluent registry accepts it before)."""
+    """PUT the subject's compatibility mode; False if the registry answers 404 because the subject has no version
+    yet (some registries keep a mode only for an existing subject; Apicurio 3.3 and Confluent accept it before)."""
     url = f"{spec['registry_url']}/config/{spec['subject']}"
     response = _http("PUT", url, json={"compatibility": spec["compatibility"]})
     if response.status_code == 404:
