@@ -129,6 +129,8 @@ def delete_connector(spec: dict[str, Any], timeout: float = 30.0) -> str:
     Debezium created it (``owns_publication``), its publication."""
     import psycopg
 
+    from delab.loading.cdc import drop_slot
+
     _require(spec, "name", "connect_url", "config", "slot")
     name, settings, url = spec["name"], spec["config"], spec["connect_url"]
     # stop it and reset its offsets first (KIP-875), so nothing of it is left in Connect's offsets topic
@@ -153,24 +155,11 @@ def delete_connector(spec: dict[str, Any], timeout: float = 30.0) -> str:
         if "does not exist" in str(error):  # the database went first: its slots and publications went with it
             return f"connector {name} deleted (database {settings['database.dbname']} already gone)"
         raise PlatformError(
-            f"cannot reach {settings['database.dbname']} to drop slot {spec['slot']}: {error}"
+            f"cannot reach {settings['database.dbname']} to drop slot {spec['slot']}: "
+            + (str(error).strip().splitlines() or ["?"])[0]
         ) from None
     with conn:
-        deadline = time.monotonic() + timeout
-        while True:
-            row = conn.execute(
-                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", [spec["slot"]]
-            ).fetchone()
-            if row is None or not row[0]:
-                break
-            if time.monotonic() > deadline:  # Connect stopped the task but the walsender lingers: end it
-                conn.execute(
-                    "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = %s",
-                    [spec["slot"]],
-                )
-            time.sleep(0.2)
-        if row is not None:
-            conn.execute("SELECT pg_drop_replication_slot(%s)", [spec["slot"]])
+        drop_slot(spec["slot"], conn, timeout)  # waits until Connect's walsender let go of it
         if spec.get("owns_publication") and spec.get("publication"):
             conn.execute(f'DROP PUBLICATION IF EXISTS "{spec["publication"]}"')
     return f"connector {name} deleted, slot {spec['slot']} dropped"
