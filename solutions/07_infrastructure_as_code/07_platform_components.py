@@ -306,6 +306,17 @@ with clients.postgres() as pg:
                                    [outputs["database"]]).fetchone())  # fmt: skip
 
 # %% [markdown]
+# What the labelled route cannot see: someone relaxes the subject's compatibility to `NONE` by hand. A provider
+# would read the subject back during `plan` and propose to set `BACKWARD` again; here the plan is empty — the
+# drift is invisible until a breaking schema gets through. (We put the mode back by hand.)
+
+# %%
+requests.put(f"{registry}/config/{subject}", json={"compatibility": "NONE"}, timeout=10)
+print("changes proposed after the drift:", tofu.plan().changes)
+requests.put(f"{registry}/config/{subject}", json={"compatibility": "BACKWARD"}, timeout=10)
+print("mode back to", requests.get(f"{registry}/config/{subject}", timeout=10).json()["compatibilityLevel"])
+
+# %% [markdown]
 # ## The application's migration
 # The application (its owner role) creates its table, **publishes** it for CDC and lets the CDC login read it for
 # the initial snapshot (and connect, should PUBLIC not be allowed to). The CDC login (the stack's role, which has
