@@ -114,9 +114,10 @@ def cli_config() -> Path:
 
 
 def environment() -> dict[str, str]:
-    """What every tofu process gets: the CLI config, automation mode, and the stack's S3 credentials (the s3
-    backend reads the usual AWS variables)."""
-    s3 = config.s3()
+    """What every tofu process gets: the CLI config, automation mode, the stack's S3 credentials (the s3
+    backend reads the usual AWS variables) and its Postgres login as libpq's PG* variables (the same login as
+    the generated postgresql provider block; the postgres_app_database module's psql step uses them)."""
+    s3, pg = config.s3(), config.postgres()
     return {
         "TF_CLI_CONFIG_FILE": str(cli_config()),
         "TF_IN_AUTOMATION": "1",
@@ -124,6 +125,12 @@ def environment() -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": s3.access_key,
         "AWS_SECRET_ACCESS_KEY": s3.secret_key,
         "AWS_REGION": s3.region,
+        "PGHOST": pg.host,
+        "PGPORT": str(pg.port),
+        "PGUSER": pg.user,
+        "PGPASSWORD": pg.password,
+        "PGDATABASE": pg.database,
+        "PGCONNECT_TIMEOUT": "10",
     }
 
 

@@ -14,10 +14,27 @@ resource "postgresql_role" "owner" {
   password = var.owner_password
 }
 
+# The role OpenTofu connects as (a CREATEROLE administrator, not a superuser) joins the owner role. Only the
+# owner of a database (or a member of its role) may GRANT CONNECT on it or change its connection limit; today's
+# provider joins the owner's role for the duration of such a statement, v1.7.1 does not for database grants, so
+# PostgreSQL would only warn "no privileges were granted" and every plan would propose the grant again. v1.7.1
+# has no resource for a role membership of an existing role (no postgresql_grant_role): this step runs the one
+# statement with psql, which connects with the standard PG* variables of the environment OpenTofu runs in (the
+# same login as the provider: delab.iac sets them). The membership goes when the owner role is dropped.
+resource "terraform_data" "admin_membership" {
+  triggers_replace = [postgresql_role.owner.name]
+
+  provisioner "local-exec" {
+    command = "psql -v ON_ERROR_STOP=1 -qAtc 'GRANT \"${postgresql_role.owner.name}\" TO CURRENT_USER'"
+  }
+}
+
 resource "postgresql_database" "this" {
   name             = var.name
   owner            = postgresql_role.owner.name
   connection_limit = var.connection_limit
+
+  depends_on = [terraform_data.admin_membership]
 }
 
 resource "postgresql_role" "group" {
@@ -34,6 +51,8 @@ resource "postgresql_grant" "connect" {
   role        = postgresql_role.group[each.key].name
   object_type = "database"
   privileges  = ["CONNECT"]
+
+  depends_on = [terraform_data.admin_membership]
 }
 
 # tables the owner creates later get the group's privileges too
