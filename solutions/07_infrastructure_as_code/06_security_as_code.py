@@ -4,7 +4,7 @@
 # ---
 
 # %% [markdown]
-# # 07.06 · Security as code: SASL/SCRAM and ACLs, least-privilege grants, encrypted state, policy as code, TLS, audit logs
+# # 07.06 · Security as code: SCRAM and ACLs, least privilege, encrypted state, policies, TLS, audit logs
 #
 # **You will:**
 # - start a Kafka broker that demands a login (SASL/SCRAM over TLS) and denies everything no ACL allows, then
@@ -29,8 +29,8 @@ import time
 import pandas as pd
 
 from delab import check, config, iac, stack
-from delab.contracts import governance
 from delab.checks.m07 import l06_security as lab
+from delab.contracts import governance
 from delab.iac import certificates, secure_kafka, security
 
 stack.require("kafka", "postgres", "s3")
@@ -341,6 +341,7 @@ print(provider_block[provider_block.index('provider "kafka"') :].replace(broker.
 # is added for you) that log in as `user` with SCRAM-SHA-256 **over TLS**, trusting the CA in `ca_file` and
 # verifying the broker's name. The check produces with your settings, and tries them where they would be unsafe.
 
+
 # %%
 ### BEGIN SOLUTION
 def tls_settings(user: str, password: str, ca_file: str) -> dict:
@@ -378,17 +379,19 @@ with security.impostor(tls.other_cert, tls.other_key) as impostor_port:
 
 # %%
 secret_record = b"card=4111-1111-1111-1111;amount=42.00"
-plain_topic = f"{ns.prefix}.wiretap"
+open_kafka = {"bootstrap_servers": config.kafka().bootstrap_servers}  # the stack's own broker: PLAINTEXT
 with security.Wiretap() as open_tap:
-    print("stack's Kafka:", security.try_produce("", "", plain_topic, settings={
-        "bootstrap_servers": config.kafka().bootstrap_servers}, proxy_url=open_tap.url, value=secret_record))  # fmt: skip
+    verdict = security.try_produce("", "", f"{ns.prefix}.wiretap", settings=open_kafka, proxy_url=open_tap.url,
+                                   value=secret_record)  # fmt: skip
+    print("stack's Kafka: ", verdict)
 with security.Wiretap() as tls_tap:
-    print("secured broker:", security.try_produce("admin", broker.admin_password, lab.ensure_topic(),
-                                                  proxy_url=tls_tap.url, value=secret_record))  # fmt: skip
-for name, tap in (("PLAINTEXT", open_tap), ("SASL_SSL", tls_tap)):
+    verdict = security.try_produce("admin", broker.admin_password, lab.ensure_topic(), proxy_url=tls_tap.url,
+                                   value=secret_record)  # fmt: skip
+    print("secured broker:", verdict)
+for name, tap, topic in (("PLAINTEXT", open_tap, f"{ns.prefix}.wiretap"), ("SASL_SSL", tls_tap, lab.TLS_TOPIC)):
     captured = tap.captured
-    print(f"{name:9} {len(captured):6} bytes seen, record readable: {secret_record in captured}, "
-          f"login name readable: {b'admin' in captured}, TLS records: {security.tls_records(captured)}")  # fmt: skip
+    print(f"{name:9} {len(captured):6} bytes seen, record readable: {secret_record in captured}, topic name "
+          f"readable: {topic.encode() in captured}, TLS records: {security.tls_records(captured)}")  # fmt: skip
 
 # %% [markdown]
 # On the open broker the record (and the topic name) is there in clear; through TLS the tap sees handshake and
@@ -411,6 +414,7 @@ print(next(line for line in audit_lines if "is Denied" in line and "User:analyti
 # Write `denials(log_lines, principal)` returning the `(operation, resource)` pairs — as written in the log, e.g.
 # `("WRITE", "Topic:LITERAL:shop.orders")` — of every action the broker **denied** to exactly `principal` (e.g.
 # `"User:analytics"`). The check feeds it lines of this broker's log for several principals.
+
 
 # %%
 ### BEGIN SOLUTION

@@ -288,9 +288,7 @@ def denials_good(lines, principal):
     found = []
     for line in lines:
         if f"Principal = {principal} is Denied " in line:
-            found.append(
-                (line.split(" operation = ")[1].split()[0], line.split(" on resource = ")[1].split()[0])
-            )
+            found.append((line.split(" operation = ")[1].split()[0], line.split(" on resource = ")[1].split()[0]))
     return found
 
 

@@ -49,7 +49,7 @@ def _still_valid(path: Path) -> bool:
         certificate = x509.load_pem_x509_certificate(path.read_bytes())
     except (OSError, ValueError):
         return False
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return certificate.not_valid_after_utc - now > datetime.timedelta(days=1)
 
 
@@ -129,7 +129,7 @@ def _authority(common_name: str):
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
@@ -172,7 +172,7 @@ def _issue(ca_key, ca_cert, common_name: str, hosts: tuple[str, ...]):
         except ValueError:
             names.append(x509.DNSName(host))
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     certificate = (
         x509.CertificateBuilder()

@@ -141,11 +141,12 @@ def tls_handshake(
     else:
         context.load_default_certs()
     try:
-        with socket.create_connection((host, port), timeout=5) as raw:
-            with context.wrap_socket(raw, server_hostname=server_name or host) as tls:
-                subject = dict(item[0] for item in (tls.getpeercert() or {}).get("subject", ()))
-                name = subject.get("commonName", "?")
-                return f"ok ({tls.version()}, CN={name})"
+        with (
+            socket.create_connection((host, port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=server_name or host) as tls,
+        ):
+            subject = dict(item[0] for item in (tls.getpeercert() or {}).get("subject", ()))
+            return f"ok ({tls.version()}, CN={subject.get('commonName', '?')})"
     except ssl.SSLCertVerificationError as refused:
         return f"certificate verify failed: {refused.verify_message or refused}"
     except (ssl.SSLError, OSError) as error:

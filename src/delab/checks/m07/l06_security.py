@@ -10,6 +10,7 @@ check). Scratch names are fresh at every run (idempotent) and cleaned up afterwa
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from pathlib import Path
@@ -473,10 +474,8 @@ def ensure_topic(name: str = TLS_TOPIC) -> str:
     client = KafkaAdminClient(**secure_kafka.start().settings(), request_timeout_ms=10_000)
     try:
         if name not in client.list_topics():
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # made meanwhile by another kernel
                 client.create_topics([NewTopic(name, 1, 1)])
-            except TopicAlreadyExistsError:
-                pass
     finally:
         client.close()
     return name

@@ -65,7 +65,7 @@ run "admin_joins_the_owner_role" {
   command = plan
 
   assert {
-    condition     = terraform_data.admin_membership.triggers_replace == tolist(["shop_owner"])
+    condition     = terraform_data.admin_membership.triggers_replace[0] == "shop_owner"
     error_message = "the connecting admin joins <name>_owner (so GRANT CONNECT and connection limits work)"
   }
 }
