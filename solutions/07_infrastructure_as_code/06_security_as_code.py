@@ -301,8 +301,10 @@ print("failed checks per version:", scan[scan.result == "failed"].groupby("versi
 
 # %% [markdown]
 # What still fails after the fix is a decision, not an oversight: probes (CKV_K8S_8/9) need endpoints the
-# application must offer, image digests (CKV_K8S_43) need the CI to pin them, a NetworkPolicy or a dedicated
-# ServiceAccount need the cluster's setup. A team records such exceptions in the policy (`--skip-check`, or a
+# application must offer, image digests (CKV_K8S_43) and `imagePullPolicy: Always` (CKV_K8S_15) belong to the CI
+# that builds the images, a NetworkPolicy (CKV2_K8S_6) and a ServiceAccount without a mounted token (CKV_K8S_38) to
+# the cluster's setup, and the consumer's database password still arrives as an environment variable (CKV_K8S_35;
+# a mounted file is better). A team records each exception in the code (`--skip-check`, or a
 # `checkov:skip=<id>:<reason>` annotation on the manifest), so each one has a reason in the code review.
 #
 # ## Encryption on the wire: TLS

@@ -400,15 +400,17 @@ def checkov(
 ) -> list[dict[str, Any]]:
     """Scan a folder of Terraform files (or ``framework="kubernetes"``: manifests, ``"cloudformation"``: templates);
     one row per (check, resource): check_id, resource, result, file, check (its name)."""
-    argv = [str(checkov_bin()), "-d", str(directory), "--framework", framework, "-o", "json"]
+    # run inside the folder: with a path that has a hidden component (the state folder .delab), checkov's
+    # kubernetes runner silently skips every manifest (0 resources)
+    argv = [str(checkov_bin()), "-d", ".", "--framework", framework, "-o", "json"]
     argv += ["--skip-download", "--compact"]
     if checks:
         argv += ["--check", ",".join(checks)]
     if external_checks_dir:
-        argv += ["--external-checks-dir", str(external_checks_dir)]
+        argv += ["--external-checks-dir", str(Path(external_checks_dir).resolve())]
     home = config.lab_dir("checkov_home")  # checkov writes a cache under $HOME: keep it in the lab's folder
     env = {**os.environ, "HOME": str(home), "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, cwd=directory)
     out = result.stdout.strip()
     try:
         report = json.loads(out) if out else {}
