@@ -347,3 +347,16 @@ def test_audit_rejects_resource_names_without_their_type():
     with pytest.raises(WrongAnswer, match="expected") as failed:
         checks.audit_denials_check(names_only)
     assert "Type:PATTERN:name" in failed.value.hint
+
+
+# ------------------------------------------------------------------- the lab's checkov scan of Kubernetes manifests
+
+
+def test_k8s_scan_finds_the_flaws_and_the_hardened_manifests_fix_them():
+    rows = checks.scan_manifests({"as_written": checks.K8S_AS_WRITTEN, "hardened": checks.hardened_manifests()})
+    verdict = {(r["version"], r["file"], r["check_id"]): r["result"] for r in rows}
+    for check_id in ("CKV_K8S_11", "CKV_K8S_13", "CKV_K8S_14", "CKV_K8S_20", "CKV_K8S_22", "CKV_K8S_23"):
+        assert verdict[("as_written", "topic-operator.yaml", check_id)] == "failed"
+        assert verdict[("hardened", "topic-operator.yaml", check_id)] == "passed"
+    assert verdict[("hardened", "orders-consumer.yaml", "CKV_K8S_23")] == "passed"
+    assert not any(r["file"] == "order-value-isvc.yaml" for r in rows)  # no built-in policy knows the kind
