@@ -34,7 +34,10 @@ resource "postgresql_database" "this" {
   owner            = postgresql_role.owner.name
   connection_limit = var.connection_limit
 
-  depends_on = [terraform_data.admin_membership]
+  # the admin joins the owner role first (above); the groups hold privileges on the tables inside (default
+  # privileges): on destroy the database, and its tables with it, must go before the groups, or DROP ROLE fails
+  # ("some objects depend on it")
+  depends_on = [terraform_data.admin_membership, postgresql_role.group]
 }
 
 resource "postgresql_role" "group" {
