@@ -361,12 +361,11 @@ print("same change in dev and staging:", promoted["dev"] == promoted["staging"])
 promoted["dev"]
 
 # %% [markdown]
-# The `create` is the `refunds` topic, with each environment's partitions. The two `update`s are a flaw of the
-# module's old PostgreSQL provider, visible in every plan: it issues `GRANT CONNECT` on the database as the stack's
-# `delab` role, which does not own the database, and PostgreSQL then only *warns* ("no privileges were granted");
-# the state never matches, so each plan proposes the grant again. (The logins still connect through PUBLIC's
-# default CONNECT; today's provider grants itself the owner's role first.) Reviewers learn to recognise such
-# known noise — and a team fixes it rather than letting it hide a real change.
+# The `create` is the `refunds` topic, with each environment's partitions — and nothing else: a plan that shows
+# only the intended change is what makes a review meaningful. (An earlier version of `postgres_app_database` left a
+# perpetual `update` of its `GRANT CONNECT` in every plan, because the old provider granted it without being the
+# database's owner; the module now makes its admin login a member of the owner role first — see its `main.tf`.
+# Reviewers who learn to skim past "known noise" eventually skim past a real change.)
 
 # %% [markdown]
 # Prod: the plan is saved and reviewed; its digest (SHA-256 of the file) is recorded with the approval.

@@ -4,17 +4,21 @@
 # ---
 
 # %% [markdown]
-# # 07.06 · Security as code: SASL/SCRAM and ACLs, least-privilege grants, encrypted state, policy as code
+# # 07.06 · Security as code: SCRAM and ACLs, least privilege, encrypted state, policies, TLS, audit logs
 #
 # **You will:**
-# - start a Kafka broker that demands a login (SASL/SCRAM) and denies everything no ACL allows, then give two
-#   services exactly the access they need with OpenTofu — and watch the broker refuse everyone else;
+# - start a Kafka broker that demands a login (SASL/SCRAM over TLS) and denies everything no ACL allows, then
+#   give two services exactly the access they need with OpenTofu — and watch the broker refuse everyone else;
 # - write the Postgres grants of a read-only reporting login and prove it cannot write or change the schema;
 # - encrypt OpenTofu's state on the client side, so the copy on the object store is ciphertext;
-# - check configurations before they are applied with checkov and a policy of your own.
+# - check configurations before they are applied with checkov and a policy of your own — Terraform and
+#   Kubernetes manifests;
+# - connect clients over TLS to a broker whose certificate comes from a CA of your own, and see what a wiretap
+#   gets with and without it;
+# - read the broker's and the database's audit logs: who was denied what, and when.
 #
-# *Needs:* Postgres and the object store (started for you); the lab starts its own secured Kafka broker and stops
-# it at the end. Kernel: `delab`. About 40 minutes.
+# *Needs:* Kafka, Postgres and the object store (started for you); the lab starts its own secured Kafka broker and
+# stops it at the end. Kernel: `delab`. About 60 minutes.
 #
 # Every claim below is proven by a **denied action** on a real server: a security control you have not seen
 # refuse something is a control you only hope works.
@@ -26,9 +30,10 @@ import pandas as pd
 
 from delab import check, config, iac, stack
 from delab.checks.m07 import l06_security as lab
-from delab.iac import secure_kafka, security
+from delab.contracts import governance
+from delab.iac import certificates, secure_kafka, security
 
-stack.require("postgres", "s3")
+stack.require("kafka", "postgres", "s3")
 ns = stack.namespace("m07_l06")  # topics m07_l06.*, state keys m07_l06/… on the object store
 work = config.lab_dir("m07_l06")
 
@@ -40,8 +45,9 @@ print(f"secured broker on {broker.bootstrap} after {time.monotonic() - started:.
 # ## A broker that asks who you are
 # The stack's Kafka trusts every connection: anyone who reaches the port can read and write anything. The broker
 # just started is configured like a production cluster (look at its `server.properties` below):
-# - its listener is `SASL_PLAINTEXT` with the **SCRAM-SHA-256** mechanism: a client proves it knows a password
-#   without sending it; the broker stores only salted hashes, in the cluster's metadata;
+# - its listener is `SASL_SSL`: TLS first (the section "Encryption on the wire" looks at it), then a login with
+#   the **SCRAM-SHA-256** mechanism: a client proves it knows a password without sending it; the broker stores
+#   only salted hashes, in the cluster's metadata;
 # - `authorizer.class.name=…StandardAuthorizer` and `allow.everyone.if.no.acl.found=false`: once logged in, a
 #   principal (`User:<name>`) may do only what an **ACL** allows; the broker's own `admin` is the only super user.
 #
@@ -51,8 +57,9 @@ print(f"secured broker on {broker.bootstrap} after {time.monotonic() - started:.
 
 # %%
 conf = secure_kafka.config_file().read_text()
-print("\n".join(line for line in conf.splitlines() if "sasl" in line or "authorizer" in line or "super" in line
-                if "jaas" not in line))  # fmt: skip
+print("\n".join(line for line in conf.splitlines()
+                if any(word in line for word in ("sasl", "authorizer", "super", "ssl", "protocol.map"))
+                and "jaas" not in line))  # fmt: skip
 print("unknown login, produce:", security.try_produce("nobody", "not-a-password", f"{ns.prefix}.orders", timeout=3))
 
 # %% [markdown]
@@ -100,6 +107,7 @@ lab.drop_prefix(ns.prefix)  # a re-run starts from nothing
 passwords = lab.user_passwords()  # in real life: a secret manager
 acls_tofu = lab.apply_with_users(work / "acls", orders_topics_tf, ns.prefix, passwords)
 print(acls_tofu.outputs() or "", acls_tofu.state_list()[:3], "…")
+audit_mark = security.audit_log_size()  # the broker's audit log grows from here: read back in "Audit logs"
 pd.DataFrame(lab.access_matrix(ns.prefix, passwords)).T
 
 # %% [markdown]
@@ -251,6 +259,200 @@ check.m07.custom_policy_check(policy_yaml)
 # per resource — use it while you write your policy (each run takes a few seconds: checkov is slow to start).
 
 # %% [markdown]
+# ## checkov on Kubernetes manifests
+# The same scanner reads Kubernetes manifests (`--framework kubernetes`), with 100+ built-in policies for pods and
+# the workloads that make them. Below: lab 07.03's consumer Deployment, the Deployment a team would write first
+# for 07.03's kopf operator, and module 06's InferenceService — scanned offline, before any `kubectl apply`.
+
+# %%
+written = lab.K8S_AS_WRITTEN
+scan = pd.DataFrame(lab.scan_manifests({"as_written": written, "hardened": lab.hardened_manifests()}))
+before = scan[scan.version == "as_written"]
+print(before.groupby(["file", "result"]).size().unstack(fill_value=0))
+print("checks run on the InferenceService:", int((before.file == "order-value-isvc.yaml").sum()))
+before[before.result == "failed"].pivot_table(index=["check_id", "check"], columns="file", values="result",
+                                              aggfunc="count", fill_value=0)  # fmt: skip
+
+# %% [markdown]
+# What the findings mean, for the ones that matter most here:
+# - **no CPU/memory limits** (CKV_K8S_11, CKV_K8S_13): one pod with a leak or a hot loop starves its neighbours
+#   on the node; requests only reserve, limits cap;
+# - **root and a writable filesystem** (CKV_K8S_23 `runAsNonRoot`, CKV_K8S_22 `readOnlyRootFilesystem`, CKV_K8S_20
+#   `allowPrivilegeEscalation`, CKV_K8S_28/37 capabilities): a compromised process would be root in its
+#   container, could write tools into it and gain privileges — the securityContext takes that away;
+# - **`:latest`** (CKV_K8S_14): which code runs depends on when the node pulled; a pinned tag (better: a digest,
+#   CKV_K8S_43) makes a rollout reproducible and a rollback possible;
+# - secrets as environment variables (CKV_K8S_35): they leak into crash dumps and `/proc`; files are preferred.
+#
+# The InferenceService got **no finding at all**: checkov's built-in policies know the core workload kinds, not
+# KServe's custom resource — its transformer container is never looked at. A custom policy (exercise 4's YAML
+# format, `resource_types: [InferenceService]` with the kubernetes framework) or Kyverno/OPA Gatekeeper in the
+# cluster would cover it.
+#
+# The fixed versions add limits, a pod and a container `securityContext` and a pinned tag
+# (`lab.hardened_manifests()`); the same scan, side by side:
+
+# %%
+print(lab.hardened_manifests()["topic-operator.yaml"])
+fixed_ids = ["CKV_K8S_11", "CKV_K8S_13", "CKV_K8S_14", "CKV_K8S_20", "CKV_K8S_22", "CKV_K8S_23", "CKV_K8S_28"]
+shown = scan[scan.check_id.isin(fixed_ids) & scan.file.str.endswith("-operator.yaml")]
+print(shown.pivot_table(index="check_id", columns="version", values="result", aggfunc="first"))
+print("failed checks per version:", scan[scan.result == "failed"].groupby("version").size().to_dict())
+
+# %% [markdown]
+# What still fails after the fix is a decision, not an oversight: probes (CKV_K8S_8/9) need endpoints the
+# application must offer, image digests (CKV_K8S_43) and `imagePullPolicy: Always` (CKV_K8S_15) belong to the CI
+# that builds the images, a NetworkPolicy (CKV2_K8S_6) and a ServiceAccount without a mounted token (CKV_K8S_38) to
+# the cluster's setup, and the consumer's database password still arrives as an environment variable (CKV_K8S_35;
+# a mounted file is better). A team records each exception in the code (`--skip-check`, or a
+# `checkov:skip=<id>:<reason>` annotation on the manifest), so each one has a reason in the code review.
+#
+# ## Encryption on the wire: TLS
+# SCRAM never sends the password, but without TLS everything else crosses the network readable: topic names,
+# every record, the broker's answers. This broker's listeners are `SASL_SSL`: TLS underneath the login. Its
+# certificate was made at the first start by a **certificate authority of the lab's own** (Python's
+# `cryptography`: a CA certificate and key, and a certificate for `127.0.0.1`/`localhost` signed by it), kept with
+# the broker's data — never in a repository. The broker reads PEM files directly (`ssl.keystore.type=PEM`).
+
+# %%
+tls = secure_kafka.tls_files()
+pd.DataFrame({"broker (keystore)": certificates.describe(tls.keystore), "lab CA": certificates.describe(tls.ca)})
+
+# %% [markdown]
+# A TLS client checks two things: the certificate is signed by a CA it trusts, and it names the host the client
+# dialled. The system's trust store knows the public CAs only, so a client nobody configured refuses this broker;
+# given the lab's CA, it connects:
+
+# %%
+host, port = secure_kafka.bootstrap().rsplit(":", 1)
+print("system CAs only:", security.tls_handshake(host, int(port)))
+print("lab CA:         ", security.tls_handshake(host, int(port), cafile=tls.ca))
+
+# %% [markdown]
+# OpenTofu's Kafka provider has been talking TLS all along: the generated provider block (below) says
+# `tls_enabled = true` and gives `ca_cert` (a path or the PEM text); `skip_tls_verify = true` would accept any
+# certificate — a development shortcut that must never reach a shared configuration.
+
+# %%
+provider_block = (work / "acls" / "providers.tf").read_text()
+print(provider_block[provider_block.index('provider "kafka"') :].replace(broker.admin_password, "********"))
+
+# %% [markdown]
+# ### Exercise 5 — a kafka-python client over TLS
+# Write `tls_settings(user, password, ca_file)` returning the kafka-python settings (a dict; `bootstrap_servers`
+# is added for you) that log in as `user` with SCRAM-SHA-256 **over TLS**, trusting the CA in `ca_file` and
+# verifying the broker's name. The check produces with your settings, and tries them where they would be unsafe.
+
+
+# %%
+### BEGIN SOLUTION
+def tls_settings(user: str, password: str, ca_file: str) -> dict:
+    """SCRAM-SHA-256 inside TLS, trusting the lab's CA, with hostname verification on."""
+    return {
+        "security_protocol": "SASL_SSL",
+        "ssl_cafile": ca_file,
+        "ssl_check_hostname": True,
+        "sasl_mechanism": "SCRAM-SHA-256",
+        "sasl_plain_username": user,
+        "sasl_plain_password": password,
+    }
+
+
+### END SOLUTION
+
+# %%
+check.m07.tls_client_check(tls_settings)
+
+# %% [markdown]
+# Why hostname verification matters: the lab's CA also signed a certificate for another service
+# (`billing.internal.invalid`). A server presenting it is trusted by a client that skips the name check — anyone
+# holding *any* certificate from your CA could pose as the broker:
+
+# %%
+with security.impostor(tls.other_cert, tls.other_key) as impostor_port:
+    print("name not checked:", security.tls_handshake(host, impostor_port, cafile=tls.ca, check_hostname=False))
+    print("name checked:    ", security.tls_handshake(host, impostor_port, cafile=tls.ca))
+
+# %% [markdown]
+# ### What a wiretap sees
+# `security.Wiretap()` is a small SOCKS5 proxy on loopback that records every byte it relays — what anyone on the
+# network path sees. The same card number is produced through it twice: to the stack's own Kafka (`PLAINTEXT`)
+# and to the secured broker (`SASL_SSL`).
+
+# %%
+secret_record = b"card=4111-1111-1111-1111;amount=42.00"
+open_kafka = {"bootstrap_servers": config.kafka().bootstrap_servers}  # the stack's own broker: PLAINTEXT
+with security.Wiretap() as open_tap:
+    verdict = security.try_produce("", "", f"{ns.prefix}.wiretap", settings=open_kafka, proxy_url=open_tap.url,
+                                   value=secret_record)  # fmt: skip
+    print("stack's Kafka: ", verdict)
+with security.Wiretap() as tls_tap:
+    verdict = security.try_produce("admin", broker.admin_password, lab.ensure_topic(), proxy_url=tls_tap.url,
+                                   value=secret_record)  # fmt: skip
+    print("secured broker:", verdict)
+for name, tap, topic in (("PLAINTEXT", open_tap, f"{ns.prefix}.wiretap"), ("SASL_SSL", tls_tap, lab.TLS_TOPIC)):
+    captured = tap.captured
+    print(f"{name:9} {len(captured):6} bytes seen, record readable: {secret_record in captured}, topic name "
+          f"readable: {topic.encode() in captured}, TLS records: {security.tls_records(captured)}")  # fmt: skip
+
+# %% [markdown]
+# On the open broker the record (and the topic name) is there in clear; through TLS the tap sees handshake and
+# encrypted application-data records only. TLS also protects the SCRAM exchange from being replayed or
+# downgraded, and with client certificates (`ssl.client.auth=required`, mutual TLS) it can authenticate the
+# client itself — the provider's `client_cert`/`client_key`, kafka-python's `ssl_certfile`/`ssl_keyfile`.
+#
+# ## Audit logs
+# The broker writes every decision of its authorizer to a log of its own (`kafka.authorizer.logger`, configured in
+# `secure_kafka.log4j_properties()`): **denials at INFO, allowed actions at DEBUG**. Production clusters ship it
+# to a SIEM; auditors ask "who tried to write to the orders topic?". Here is what the access matrix above left:
+
+# %%
+audit_lines = security.audit_log_lines(since=audit_mark)
+print(len(audit_lines), "lines; a denied one:")
+print(next(line for line in audit_lines if "is Denied" in line and "User:analytics" in line)[:400])
+
+# %% [markdown]
+# ### Exercise 6 — who was denied what
+# Write `denials(log_lines, principal)` returning the `(operation, resource)` pairs — as written in the log, e.g.
+# `("WRITE", "Topic:LITERAL:shop.orders")` — of every action the broker **denied** to exactly `principal` (e.g.
+# `"User:analytics"`). The check feeds it lines of this broker's log for several principals.
+
+
+# %%
+### BEGIN SOLUTION
+def denials(log_lines: list[str], principal: str) -> list[tuple[str, str]]:
+    """The (operation, resource) of each action the authorizer denied to exactly ``principal``."""
+    found = []
+    for line in log_lines:
+        if f"Principal = {principal} is Denied " not in line:
+            continue
+        operation = line.split(" operation = ", 1)[1].split(" ", 1)[0]
+        resource = line.split(" on resource = ", 1)[1].split(" ", 1)[0]
+        found.append((operation, resource))
+    return found
+
+
+### END SOLUTION
+
+# %%
+check.m07.audit_denials_check(denials)
+
+# %% [markdown]
+# On the real log: the produce `analytics` tried in the access matrix, and everything `intruder` tried:
+
+# %%
+{user: sorted(set(denials(audit_lines, f"User:{user}"))) for user in ("analytics", "intruder")}
+
+# %% [markdown]
+# Postgres keeps its own trail. Every line of the stack's server log starts with `role@database`, and a failed
+# statement — a denied one included — is logged with its text. Exercise 2's check left one: the reporting login's
+# `INSERT`, refused. (`delab_log_statements` switches on the logging of *every* statement of a role, reads
+# included: see lab 05.04; managed servers offer pgAudit.)
+
+# %%
+print("\n".join(line[:200] for line in governance.server_log_lines(f"{lab.LAB}_sales_")[-4:]))
+
+# %% [markdown]
 # ## Clean up
 # The secured broker stops with the lab (its users, ACLs and data are kept for the next run; a kernel that dies
 # takes it down too).
@@ -266,11 +468,14 @@ print("secured broker running:", secure_kafka.running())
 # - Postgres needs `USAGE` on the schema and a privilege per table; default privileges cover tomorrow's tables.
 # - State holds secrets in clear text: encrypt it on the client (`encryption { … }`, `enforced = true`) and keep
 #   the key out of the code.
-# - Policies as code (checkov, custom YAML) stop risky configurations before `apply`.
+# - Policies as code (checkov, custom YAML) stop risky configurations before `apply` — Terraform, CloudFormation
+#   (lab 07.02) and Kubernetes manifests alike; a custom resource needs a policy of your own.
+# - TLS on every listener, a CA the clients trust explicitly, hostname verification on: a wiretap sees ciphertext,
+#   an impostor with another certificate is refused.
+# - Audit logs answer "who was denied what": the broker's authorizer log, Postgres's `role@database` lines.
 #
-# **Going further:** on a network, the listener is `SASL_SSL` (TLS: passwords and data encrypted on the wire; the
-# provider's `tls_enabled = true`). Managed Kafka does the same with IAM (Amazon MSK's `aws-iam` SASL mechanism,
-# supported by the same provider) or API keys (Confluent Cloud). Key providers `aws_kms`, `gcp_kms` and `openbao`
-# replace the passphrase in production. Postgres audit logs come from `log_statement` / pgAudit; Kafka's from the
-# authorizer's log (`kafka.authorizer.logger`). checkov also scans CloudFormation (lab 07.02) and Kubernetes
-# manifests (lab 07.03); Open Policy Agent (conftest) evaluates Rego policies on `tofu show -json` plans.
+# **Going further:** managed Kafka replaces SCRAM with IAM (Amazon MSK's `aws-iam` SASL mechanism, supported by the
+# same provider) or API keys (Confluent Cloud), over TLS. Mutual TLS (client certificates) authenticates services
+# without passwords. Key providers `aws_kms`, `gcp_kms` and `openbao` replace the passphrase in production;
+# certificates come from cert-manager or Vault's PKI engine and rotate on their own. Open Policy Agent (conftest)
+# evaluates Rego policies on `tofu show -json` plans; Kyverno or Gatekeeper enforce policies inside the cluster.

@@ -227,3 +227,136 @@ def test_policy_rejects_a_wrong_resource_type():
 def test_policy_rejects_text_that_is_not_a_policy():
     with pytest.raises(WrongAnswer, match="YAML policy"):
         checks.custom_policy_check('resource "kafka_acl" {}')
+
+
+# ------------------------------------------------------------------------------------------- e5: TLS client
+
+
+def tls_good(user, password, ca_file):
+    return {
+        "security_protocol": "SASL_SSL",
+        "ssl_cafile": ca_file,
+        "ssl_check_hostname": True,
+        "sasl_mechanism": "SCRAM-SHA-256",
+        "sasl_plain_username": user,
+        "sasl_plain_password": password,
+    }
+
+
+def test_tls_accepts_the_right_answer(secured_broker):
+    checks.tls_client_check(tls_good)
+
+
+def test_tls_rejects_sasl_plaintext(secured_broker):
+    with pytest.raises(WrongAnswer, match="SASL_PLAINTEXT: the broker refused") as failed:
+        checks.tls_client_check(lambda u, p, ca: {**tls_good(u, p, ca), "security_protocol": "SASL_PLAINTEXT"})
+    assert "SASL_SSL" in failed.value.hint
+
+
+def test_tls_rejects_a_client_without_the_ca(secured_broker):
+    def no_ca(user, password, ca_file):
+        settings = tls_good(user, password, ca_file)
+        del settings["ssl_cafile"]
+        return settings
+
+    with pytest.raises(WrongAnswer, match="certificate verify failed") as failed:
+        checks.tls_client_check(no_ca)
+    assert "ssl_cafile" in failed.value.hint
+
+
+def test_tls_rejects_hostname_verification_off(secured_broker):
+    with pytest.raises(WrongAnswer, match="another service's certificate") as failed:
+        checks.tls_client_check(lambda u, p, ca: {**tls_good(u, p, ca), "ssl_check_hostname": False})
+    assert "ssl_check_hostname" in failed.value.hint
+
+
+def test_tls_rejects_a_wrong_mechanism(secured_broker):
+    with pytest.raises(WrongAnswer, match="could not produce over TLS") as failed:
+        checks.tls_client_check(lambda u, p, ca: {**tls_good(u, p, ca), "sasl_mechanism": "PLAIN"})
+    assert "SCRAM-SHA-256" in failed.value.hint
+
+
+def test_tls_rejects_something_that_is_not_settings(secured_broker):
+    with pytest.raises(WrongAnswer, match="not a dict"):
+        checks.tls_client_check(lambda u, p, ca: "security.protocol=SASL_SSL")
+
+
+# ------------------------------------------------------------------------------------------ e6: audit log
+
+
+def denials_good(lines, principal):
+    found = []
+    for line in lines:
+        if f"Principal = {principal} is Denied " in line:
+            found.append((line.split(" operation = ")[1].split()[0], line.split(" on resource = ")[1].split()[0]))
+    return found
+
+
+def test_audit_accepts_the_right_answer():
+    checks.audit_denials_check(denials_good)
+
+
+def test_audit_rejects_allowed_lines_counted_too():
+    def every_decision(lines, principal):
+        return [
+            (line.split(" operation = ")[1].split()[0], line.split(" on resource = ")[1].split()[0])
+            for line in lines
+            if f"Principal = {principal} is " in line
+        ]
+
+    with pytest.raises(WrongAnswer, match="the broker allowed") as failed:
+        checks.audit_denials_check(every_decision)
+    assert "is Denied" in failed.value.hint
+
+
+def test_audit_rejects_a_substring_principal_filter():
+    def substring(lines, principal):
+        return [
+            (line.split(" operation = ")[1].split()[0], line.split(" on resource = ")[1].split()[0])
+            for line in lines
+            if principal in line and "is Denied" in line
+        ]
+
+    with pytest.raises(WrongAnswer, match="other principals' denials") as failed:
+        checks.audit_denials_check(substring)
+    assert "exactly" in failed.value.hint
+
+
+def test_audit_rejects_a_name_only_filter():
+    def by_name(lines, principal):
+        name = principal.split(":", 1)[1]
+        return [
+            (line.split(" operation = ")[1].split()[0], line.split(" on resource = ")[1].split()[0])
+            for line in lines
+            if name in line and "is Denied" in line
+        ]
+
+    with pytest.raises(WrongAnswer, match="other principals' denials"):
+        checks.audit_denials_check(by_name)
+
+
+def test_audit_rejects_a_count():
+    with pytest.raises(WrongAnswer, match="list of \\(operation, resource\\) pairs"):
+        checks.audit_denials_check(lambda lines, principal: sum("is Denied" in line for line in lines))
+
+
+def test_audit_rejects_resource_names_without_their_type():
+    def names_only(lines, principal):
+        return [(op, res.rsplit(":", 1)[1]) for op, res in denials_good(lines, principal)]
+
+    with pytest.raises(WrongAnswer, match="expected") as failed:
+        checks.audit_denials_check(names_only)
+    assert "Type:PATTERN:name" in failed.value.hint
+
+
+# ------------------------------------------------------------------- the lab's checkov scan of Kubernetes manifests
+
+
+def test_k8s_scan_finds_the_flaws_and_the_hardened_manifests_fix_them():
+    rows = checks.scan_manifests({"as_written": checks.K8S_AS_WRITTEN, "hardened": checks.hardened_manifests()})
+    verdict = {(r["version"], r["file"], r["check_id"]): r["result"] for r in rows}
+    for check_id in ("CKV_K8S_11", "CKV_K8S_13", "CKV_K8S_14", "CKV_K8S_20", "CKV_K8S_22", "CKV_K8S_23"):
+        assert verdict[("as_written", "topic-operator.yaml", check_id)] == "failed"
+        assert verdict[("hardened", "topic-operator.yaml", check_id)] == "passed"
+    assert verdict[("hardened", "orders-consumer.yaml", "CKV_K8S_23")] == "passed"
+    assert not any(r["file"] == "order-value-isvc.yaml" for r in rows)  # no built-in policy knows the kind

@@ -5,10 +5,12 @@
   fixes its quirks once;
 - ``delab.iac.backends``: state in the stack's Postgres (``backend "pg"``) or object store (``backend "s3"``
   with OpenTofu's S3-native lock file);
-- ``delab.iac.secure_kafka``: a SASL/SCRAM + ACL broker a lab starts and stops (lab 07.06);
+- ``delab.iac.secure_kafka``: a TLS + SASL/SCRAM + ACL broker with an audit log, a lab starts and stops (lab 07.06);
+- ``delab.iac.certificates``: a CA of the lab's own and the certificates it issues (PEM files);
 - ``delab.iac.cost``: a plan's monthly cost from a dated price table, measured usage of the stack, a tagging
   policy and a budget gate (lab 07.05);
-- ``delab.iac.security``: probes that try an action as a principal (allowed or denied), raw object bytes, checkov.
+- ``delab.iac.security``: probes that try an action as a principal (allowed or denied), TLS handshakes, a
+  recording proxy, the audit log as rows, raw object bytes, checkov.
 """
 
 from __future__ import annotations

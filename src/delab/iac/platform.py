@@ -312,7 +312,40 @@ def delete_namespace(spec: dict[str, Any]) -> str:
 
 
 #: kind -> (create, delete); a kind without a delete step leaves the object when its resource is destroyed
+# ------------------------------------------------------------------- role membership (postgres_app_database)
+
+
+def grant_role_to_admin(spec: dict[str, Any]) -> str:
+    """Make the login the Postgres provider connects as (the stack's, from delab.config) a member of a role.
+
+    Provider v1.7.1 runs GRANT CONNECT and ALTER DATABASE without first joining the database owner's role (the
+    current provider does): as a non-superuser it would be refused or, worse, only warned. Joining the owner
+    role once fixes both; the membership goes when the role is dropped, so there is no delete step.
+    """
+    import psycopg
+    from psycopg import sql
+
+    _require(spec, "role")
+    pg = config.postgres()
+    try:
+        with psycopg.connect(
+            host=pg.host,
+            port=pg.port,
+            dbname=pg.database,
+            user=pg.user,
+            password=pg.password,
+            autocommit=True,
+            connect_timeout=10,
+        ) as conn:
+            conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(spec["role"])))
+    except psycopg.Error as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise PlatformError(f"could not make {pg.user} a member of role {spec['role']}: {first}") from None
+    return f"{pg.user} is a member of {spec['role']}"
+
+
 STEPS: dict[str, tuple[Callable[[dict], str], Callable[[dict], str] | None]] = {
+    "role_membership": (grant_role_to_admin, None),
     "connector": (create_connector, delete_connector),
     "subject": (create_subject, delete_subject),
     "subject_version": (register_version, None),

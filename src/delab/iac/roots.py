@@ -14,7 +14,7 @@ from delab import config
 from delab.iac.tofu import PROVIDERS, modules_dir, wrapper_version
 
 #: provider name in a configuration -> wrapper module; "kafka_secure" is the kafka provider logged in to the
-#: secured broker of lab 07.06 (delab.iac.secure_kafka) as its admin
+#: secured broker of lab 07.06 (delab.iac.secure_kafka) as its admin, over TLS
 _SOURCES = {"kafka": "kafka-provider", "kafka_secure": "kafka-provider", "postgresql": "postgres-provider"}
 _TYPES = {"kafka_secure": "kafka"}
 
@@ -57,10 +57,13 @@ def providers_tf(providers: tuple[str, ...] = ("kafka",), backend: str | None = 
     if "kafka_secure" in providers:
         from delab.iac import secure_kafka
 
+        # TLS verified against the lab's CA (the provider checks the certificate names the broker's address)
         lines.append(
             'provider "kafka" {\n'
             f'  bootstrap_servers = ["{secure_kafka.bootstrap()}"]\n'
-            "  tls_enabled       = false\n"
+            "  tls_enabled       = true\n"
+            f'  ca_cert           = "{secure_kafka.ca_file()}"\n'
+            "  skip_tls_verify   = false\n"
             '  sasl_mechanism    = "scram-sha256"\n'
             '  sasl_username     = "admin"\n'
             f'  sasl_password     = "{secure_kafka.admin_password()}"\n'

@@ -1,21 +1,22 @@
-"""A secured single-node Kafka for lab 07.06: SASL/SCRAM on the client listener, ACLs enforced by KRaft's
-StandardAuthorizer, started by the lab as a process next to the stack's own (open) broker and stopped at the end.
+"""A secured single-node Kafka for lab 07.06: TLS and SASL/SCRAM on the client listener, ACLs enforced by KRaft's
+StandardAuthorizer, an audit log of its decisions; started by the lab as a process next to the stack's own (open)
+broker and stopped at the end.
 
     from delab.iac import secure_kafka
     broker = secure_kafka.start()           # formats on first use, waits until the admin can log in
     secure_kafka.client_settings("admin", broker.admin_password)   # kafka-python keyword arguments
     secure_kafka.stop()
 
-Listeners, all on 127.0.0.1: ``SASL_PLAINTEXT`` on ``kafka_secure`` (SCRAM-SHA-256, what clients and the
-Terraform provider use) and the controller listener on ``kafka_secure_controller`` (SASL PLAIN: SCRAM credentials
-live in the cluster's metadata, which the controller quorum needs before it can read any). The only super users are
-the broker's own ``admin`` (created by ``kafka-storage format --add-scram``) and ``controller``; everyone else needs
-an ACL (``allow.everyone.if.no.acl.found=false``). Passwords are generated on first start and kept in the stack's
-state folder, never in the repository. The process runs under ``delab.servers`` (it dies with the notebook's
-kernel: no orphan JVM).
-
-Plain text on loopback keeps the lab small: on a real network the same listener is ``SASL_SSL`` (TLS), so passwords
-and data are encrypted on the wire; SCRAM itself never sends the password, even without TLS.
+Listeners, all on 127.0.0.1 and both ``SASL_SSL``: ``SECURE`` on ``kafka_secure`` (SCRAM-SHA-256, what clients and
+the Terraform provider use) and the controller listener on ``kafka_secure_controller`` (SASL PLAIN: SCRAM
+credentials live in the cluster's metadata, which the controller quorum needs before it can read any). TLS uses
+PEM files made at the first start by ``delab.iac.certificates`` (a CA of the lab's own, the broker's key and
+certificate for 127.0.0.1/localhost), kept beside the broker's data, never in the repository; clients trust the CA
+(``ca_file()``). The only super users are the broker's own ``admin`` (created by ``kafka-storage format
+--add-scram``) and ``controller``; everyone else needs an ACL (``allow.everyone.if.no.acl.found=false``). Every
+decision of the authorizer is written to ``audit_log_file()`` (denials at INFO, allowed actions at DEBUG).
+Passwords are generated on first start and kept in the stack's state folder. The process runs under
+``delab.servers`` (it dies with the notebook's kernel: no orphan JVM).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from delab import config
+from delab.iac import certificates
 from delab.servers import LocalServer
 from delab.stack import layout, manager
 from delab.stack.errors import PortTaken, ServiceFailed, StackError
@@ -64,11 +66,28 @@ def config_file() -> Path:
     return layout.conf_dir(NAME) / "server.properties"
 
 
+def tls_files() -> certificates.TlsFiles:
+    """The CA, the broker's PEM keystore and a certificate for another service (made on first use)."""
+    return certificates.ensure(layout.data_dir(NAME) / "tls", hosts=(config.HOST, "localhost"))
+
+
+def ca_file() -> Path:
+    """The certificate of the lab's CA: what a client must trust to talk to the secured broker."""
+    return tls_files().ca
+
+
+def audit_log_file() -> Path:
+    """The authorizer's log: one line per decision (``Principal = User:x is Denied operation = WRITE …``)."""
+    return layout.run_dir() / "logs" / f"{NAME}-authorizer.log"
+
+
 def client_settings(user: str, password: str, servers: str | None = None) -> dict[str, Any]:
-    """kafka-python keyword arguments that log in as ``user`` with SCRAM on the secured listener."""
+    """kafka-python keyword arguments that log in as ``user`` with SCRAM over TLS (trusting the lab's CA)."""
     return {
         "bootstrap_servers": servers or bootstrap(),
-        "security_protocol": "SASL_PLAINTEXT",
+        "security_protocol": "SASL_SSL",
+        "ssl_cafile": str(ca_file()),
+        "ssl_check_hostname": True,
         "sasl_mechanism": MECHANISM,
         "sasl_plain_username": user,
         "sasl_plain_password": password,
@@ -87,10 +106,11 @@ def _secrets() -> dict[str, str]:
     return values
 
 
-def properties(passwords: dict[str, str]) -> str:
+def properties(passwords: dict[str, str], tls: certificates.TlsFiles | None = None) -> str:
     """server.properties of the secured broker+controller."""
     host, broker, controller = config.HOST, config.port("kafka_secure"), config.port("kafka_secure_controller")
     admin, ctrl = passwords["admin"], passwords["controller"]
+    tls = tls or tls_files()
     return "\n".join(
         [
             "# generated by delab.iac.secure_kafka at every start",
@@ -101,7 +121,15 @@ def properties(passwords: dict[str, str]) -> str:
             f"advertised.listeners=SECURE://{host}:{broker}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=SECURE",
-            "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SECURE:SASL_PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:SASL_SSL,SECURE:SASL_SSL",
+            # TLS on both listeners: the broker's key and certificate chain, and the CA it trusts when it is the
+            # client (of its own controller listener); the certificate names 127.0.0.1, which clients verify
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={tls.keystore}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={tls.ca}",
+            "ssl.endpoint.identification.algorithm=https",
+            "ssl.enabled.protocols=TLSv1.3,TLSv1.2",
             # clients and the broker itself: SCRAM (credentials stored in the cluster metadata)
             f"listener.name.secure.sasl.enabled.mechanisms={MECHANISM}",
             f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
@@ -138,11 +166,31 @@ def properties(passwords: dict[str, str]) -> str:
     )
 
 
+#: the stack's Kafka logging plus the authorizer's decisions in a file of their own: denials are logged at INFO,
+#: allowed actions at DEBUG (both kept: an audit answers "who did what" as well as "who tried")
+AUDIT_LOG4J = """
+appender.audit.type = File
+appender.audit.name = AUDIT
+appender.audit.fileName = {path}
+appender.audit.layout.type = PatternLayout
+appender.audit.layout.pattern = [%d] %p %m%n
+logger.authorizer.name = kafka.authorizer.logger
+logger.authorizer.level = DEBUG
+logger.authorizer.additivity = false
+logger.authorizer.appenderRef.audit.ref = AUDIT
+"""
+
+
+def log4j_properties() -> str:
+    """log4j2 configuration of the secured broker: the stack's, plus the audit log."""
+    return kafka_service.KAFKA_LOG4J + AUDIT_LOG4J.format(path=audit_log_file())
+
+
 def _prepare(passwords: dict[str, str]) -> None:
     conf = layout.conf_dir(NAME)
     native.write_file(conf / "server.properties", properties(passwords))
     (conf / "server.properties").chmod(0o600)
-    native.write_file(conf / "log4j2.properties", kafka_service.KAFKA_LOG4J)
+    native.write_file(conf / "log4j2.properties", log4j_properties())
     data = layout.data_dir(NAME) / "log"
     if (data / "meta.properties").exists():
         return

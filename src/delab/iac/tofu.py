@@ -115,10 +115,10 @@ def cli_config() -> Path:
 
 
 def environment() -> dict[str, str]:
-    """What every tofu process gets: the CLI config, automation mode, and the stack's S3 credentials (the s3
-    backend reads the usual AWS variables)."""
+    """What every tofu process gets: the CLI config, automation mode, the stack's S3 credentials (the s3
+    backend reads the usual AWS variables) and this environment's `delab` first on PATH (the modules' labelled
+    steps run `delab platform ...`)."""
     s3 = config.s3()
-    # provisioners of the platform modules run `delab platform ...`: the delab of this Python environment first
     scripts = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
     return {

@@ -1,13 +1,16 @@
-"""Checks of lab 07.06 (security as code): Kafka ACLs, least-privilege Postgres grants, encrypted state, a policy.
+"""Checks of lab 07.06 (security as code): Kafka ACLs, least-privilege Postgres grants, encrypted state, a policy,
+a client over TLS, reading the broker's audit log; and the lab's checkov scan of Kubernetes manifests.
 
 Every check proves its verdict on a real service with a denied action: it applies the learner's configuration to
 the secured broker and tries to produce and read as each principal, runs the learner's grants and tries to write
 as the read-only login, reads the state object back from the store as raw bytes, runs checkov with the learner's
-policy. Scratch names are fresh at every run (idempotent) and cleaned up afterwards.
+policy, produces with the learner's TLS settings (and shakes hands with an impostor when they skip the name
+check). Scratch names are fresh at every run (idempotent) and cleaned up afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from pathlib import Path
@@ -454,3 +457,300 @@ def custom_policy_check(policy_yaml) -> None:
             "the policy lets an ACL granting the operation All through.",
             hint="add a condition on acl_operation; combine conditions with and:.",
         )
+
+
+# ------------------------------------------------------------------------------------ e5: a client over TLS
+
+#: the topic the TLS check and the wiretap demo write to (created by the broker's admin)
+TLS_TOPIC = f"{LAB}.tls"
+
+
+def ensure_topic(name: str = TLS_TOPIC) -> str:
+    """Create ``name`` on the secured broker (one partition) unless it exists; returns the name."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    client = KafkaAdminClient(**secure_kafka.start().settings(), request_timeout_ms=10_000)
+    try:
+        if name not in client.list_topics():
+            with contextlib.suppress(TopicAlreadyExistsError):  # made meanwhile by another kernel
+                client.create_topics([NewTopic(name, 1, 1)])
+    finally:
+        client.close()
+    return name
+
+
+@learner_code("tls_settings")
+def _tls_settings(fn, user: str, password: str, ca_file: str) -> object:
+    return fn(user, password, ca_file)
+
+
+def _broker_address() -> tuple[str, int]:
+    host, _, port = secure_kafka.bootstrap().rpartition(":")
+    return host, int(port)
+
+
+@exercise("m07.l06.e5")
+def tls_client_check(tls_settings) -> None:
+    """the settings reach the broker over TLS, trust exactly the lab's CA and verify the broker's name."""
+    broker = secure_kafka.start()
+    files = secure_kafka.tls_files()
+    settings = _tls_settings(tls_settings, broker.admin_user, broker.admin_password, str(files.ca))
+    if not isinstance(settings, dict):
+        raise WrongAnswer(
+            f"tls_settings returned {type(settings).__name__}, not a dict of kafka-python settings.",
+            hint="return {'security_protocol': …, 'ssl_cafile': …, 'sasl_mechanism': …, …}.",
+        )
+    settings = {"bootstrap_servers": broker.bootstrap, **settings}
+    protocol = str(settings.get("security_protocol", "PLAINTEXT")).upper()
+    topic = ensure_topic()
+    if protocol != "SASL_SSL":
+        verdict = security.try_produce(broker.admin_user, "", topic, timeout=3, settings=settings)
+        hints = {
+            "SASL_PLAINTEXT": "the listener speaks TLS: SASL_PLAINTEXT sends the login exchange and every record "
+            "readable — SASL_SSL runs the same SCRAM login inside TLS.",
+            "SSL": "SSL is TLS without a login, and this broker wants SCRAM too: SASL_SSL is TLS + SASL.",
+        }
+        raise WrongAnswer(
+            f"security_protocol {protocol}: the broker refused the client ({verdict}).",
+            hint=hints.get(protocol, "security_protocol = 'SASL_SSL' (TLS + a SASL login)."),
+        )
+    host, port = _broker_address()
+    if not settings.get("ssl_cafile") and not settings.get("ssl_context"):
+        handshake = security.tls_handshake(host, port, cafile=None)
+        raise WrongAnswer(
+            f"without the lab's CA the client does not trust the broker: {handshake}.",
+            hint="ssl_cafile = ca_file: the broker's certificate is signed by the lab's own CA, which the system's "
+            "trust store does not know.",
+        )
+    if settings.get("ssl_check_hostname", True) is False:
+        with security.impostor(files.other_cert, files.other_key) as impostor_port:
+            fooled = security.tls_handshake(host, impostor_port, cafile=files.ca, check_hostname=False)
+        raise WrongAnswer(
+            f"hostname verification is off: such a client also completed a TLS handshake with a server "
+            f"presenting another service's certificate ({fooled}).",
+            hint="keep ssl_check_hostname = True (the default): otherwise any certificate your CA ever issued, to "
+            "any service, is accepted for the broker.",
+        )
+    verdict = security.try_produce(broker.admin_user, broker.admin_password, topic, settings=settings)
+    if verdict != "ok":
+        raise WrongAnswer(
+            f"the client could not produce over TLS: {verdict}.",
+            hint="SASL_SSL, sasl_mechanism 'SCRAM-SHA-256', sasl_plain_username/sasl_plain_password from the "
+            "arguments, ssl_cafile = ca_file.",
+        )
+
+
+# ------------------------------------------------------------------------------------- e6: the audit log
+
+#: lines of the secured broker's authorizer log (the format StandardAuthorizer writes; recorded from this lab's
+#: broker): allowed actions at DEBUG, denied ones at INFO
+AUDIT_FIXTURE = """\
+[2026-12-06 18:41:02,114] DEBUG Principal = User:orders_app is Allowed operation = DESCRIBE from host = 127.0.0.1 \
+on resource = Topic:LITERAL:shop.orders for request = Metadata with resourceRefCount = 1 based on rule \
+MatchingAcl(acl=StandardAcl[resourceType=TOPIC, resourceName=shop., patternType=PREFIXED, \
+principal=User:orders_app, host=*, operation=DESCRIBE, permissionType=ALLOW])
+[2026-12-06 18:41:02,230] DEBUG Principal = User:orders_app is Allowed operation = WRITE from host = 127.0.0.1 \
+on resource = Topic:LITERAL:shop.orders for request = Produce with resourceRefCount = 1 based on rule \
+MatchingAcl(acl=StandardAcl[resourceType=TOPIC, resourceName=shop., patternType=PREFIXED, \
+principal=User:orders_app, host=*, operation=WRITE, permissionType=ALLOW])
+[2026-12-06 18:41:03,871] DEBUG Principal = User:analytics is Allowed operation = DESCRIBE from host = 127.0.0.1 \
+on resource = Topic:LITERAL:shop.orders for request = Metadata with resourceRefCount = 1 based on rule \
+MatchingAcl(acl=StandardAcl[resourceType=TOPIC, resourceName=shop., patternType=PREFIXED, \
+principal=User:analytics, host=*, operation=DESCRIBE, permissionType=ALLOW])
+[2026-12-06 18:41:03,902] INFO Principal = User:analytics is Denied operation = WRITE from host = 127.0.0.1 \
+on resource = Topic:LITERAL:shop.orders for request = Produce with resourceRefCount = 1 based on rule DefaultDeny
+[2026-12-06 18:41:05,377] DEBUG Principal = User:analytics is Allowed operation = READ from host = 127.0.0.1 \
+on resource = Topic:LITERAL:shop.orders for request = Fetch with resourceRefCount = 1 based on rule \
+MatchingAcl(acl=StandardAcl[resourceType=TOPIC, resourceName=shop., patternType=PREFIXED, \
+principal=User:analytics, host=*, operation=READ, permissionType=ALLOW])
+[2026-12-06 18:41:06,020] INFO Principal = User:analytics_backfill is Denied operation = READ from host = \
+127.0.0.1 on resource = Group:LITERAL:shop.backfill for request = JoinGroup with resourceRefCount = 1 based on \
+rule DefaultDeny
+[2026-12-06 18:41:06,511] INFO Principal = User:orders_app is Denied operation = READ from host = 127.0.0.1 \
+on resource = Topic:LITERAL:analytics.daily_revenue for request = Fetch with resourceRefCount = 1 based on rule \
+DefaultDeny
+[2026-12-06 18:41:07,940] INFO Principal = User:intruder is Denied operation = WRITE from host = 127.0.0.1 \
+on resource = Topic:LITERAL:shop.orders for request = Produce with resourceRefCount = 1 based on rule DefaultDeny
+[2026-12-06 18:41:08,113] INFO Principal = User:analytics is Denied operation = ALTER_CONFIGS from host = \
+127.0.0.1 on resource = Topic:LITERAL:shop.orders for request = IncrementalAlterConfigs with resourceRefCount = \
+1 based on rule DefaultDeny
+"""
+AUDIT_EXPECTED = {
+    "User:analytics": {("WRITE", "Topic:LITERAL:shop.orders"), ("ALTER_CONFIGS", "Topic:LITERAL:shop.orders")},
+    "User:intruder": {("WRITE", "Topic:LITERAL:shop.orders")},
+    "User:orders_app": {("READ", "Topic:LITERAL:analytics.daily_revenue")},
+}
+
+
+@learner_code("denials")
+def _denials(fn, lines: list[str], principal: str) -> set[tuple[str, str]]:
+    got = fn(list(lines), principal)
+    if isinstance(got, int | float | str) or got is None:
+        raise WrongAnswer(
+            f"denials returned {got!r}: a list of (operation, resource) pairs was expected.",
+            hint="return [(operation, resource), …] for each Denied line of the principal.",
+        )
+    pairs = set()
+    for item in got:
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            raise WrongAnswer(
+                f"denials returned an item {item!r}: each should be an (operation, resource) pair.",
+                hint="e.g. ('WRITE', 'Topic:LITERAL:shop.orders'), as the log line writes them.",
+            )
+        pairs.add((str(item[0]), str(item[1])))
+    return pairs
+
+
+@exercise("m07.l06.e6")
+def audit_denials_check(denials) -> None:
+    """exactly the principal's denied actions, read from the authorizer's log lines."""
+    lines = AUDIT_FIXTURE.splitlines()
+    rows = security.audit_rows(lines)
+    for principal, expected in AUDIT_EXPECTED.items():
+        got = _denials(denials, lines, principal)
+        if got == expected:
+            continue
+        extra = got - expected
+        allowed = {(r["operation"], r["resource"]) for r in rows if r["principal"] == principal}
+        others = {(r["operation"], r["resource"]) for r in rows if r["principal"] != principal}
+        if extra & allowed:
+            raise WrongAnswer(
+                f"for {principal} you returned actions the broker allowed: {sorted(extra & allowed)}.",
+                hint="keep only the lines that say 'is Denied' (allowed actions are logged too, at DEBUG).",
+            )
+        if extra & others:
+            raise WrongAnswer(
+                f"for {principal} you returned other principals' denials too: {sorted(extra & others)}.",
+                hint=f"compare the principal exactly ('Principal = {principal} is'): a substring also matches "
+                "User:analytics_backfill or a topic named analytics.*.",
+            )
+        raise WrongAnswer(
+            f"for {principal}: expected {sorted(expected)}, got {sorted(got)}.",
+            hint="the operation follows 'operation = ', the resource follows 'on resource = ' (Type:PATTERN:name).",
+        )
+
+
+# ------------------------------------------------------------------------- checkov on Kubernetes manifests
+
+#: lab 07.03's consumer Deployment, the operator's Deployment as a team would first write it, and lab 06.02's
+#: InferenceService: what a pull request to the platform's manifests repository holds
+K8S_AS_WRITTEN = {
+    "orders-consumer.yaml": """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: orders-consumer
+  namespace: m07-l03
+  labels: {app.kubernetes.io/name: orders-consumer}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app.kubernetes.io/name: orders-consumer}
+  template:
+    metadata:
+      labels: {app.kubernetes.io/name: orders-consumer}
+    spec:
+      containers:
+        - name: consumer
+          image: registry.invalid/shop/orders-consumer:1.4.0
+          ports: [{name: metrics, containerPort: 9100}]
+          envFrom:
+            - configMapRef: {name: orders-consumer-config}
+            - secretRef: {name: orders-consumer-db}
+          resources:
+            requests: {cpu: 100m, memory: 128Mi}
+""",
+    "topic-operator.yaml": """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: kafka-topic-operator
+  namespace: m07-l03
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: kafka-topic-operator}
+  template:
+    metadata:
+      labels: {app: kafka-topic-operator}
+    spec:
+      containers:
+        - name: operator
+          image: registry.invalid/shop/kafka-topic-operator:latest
+          args: [kopf, run, --namespace=m07-l03, /app/operator.py]
+""",
+    "order-value-isvc.yaml": """\
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: order-value
+  namespace: m07-l03
+spec:
+  predictor:
+    canaryTrafficPercent: 10
+    minReplicas: 1
+    model:
+      modelFormat: {name: sklearn}
+      protocolVersion: v2
+      storageUri: s3://models/order-value/2
+      resources:
+        requests: {cpu: 500m, memory: 512Mi}
+  transformer:
+    containers:
+      - name: kserve-container
+        image: shop/order-transformer:1
+        args: [--model_name, order-value, --predictor_protocol, v2]
+""",
+}
+
+#: the fixes the lab makes: limits, a restrictive securityContext (pod and container), a pinned tag
+_POD_SECURITY = """\
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 10001
+        seccompProfile: {type: RuntimeDefault}
+"""
+_CONTAINER_SECURITY = """\
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities: {drop: [ALL]}
+"""
+
+
+def hardened_manifests() -> dict[str, str]:
+    """The two Deployments fixed: CPU and memory limits, a non-root read-only securityContext, a pinned tag."""
+    fixed = dict(K8S_AS_WRITTEN)
+    consumer = fixed["orders-consumer.yaml"].replace(
+        "            requests: {cpu: 100m, memory: 128Mi}\n",
+        "            requests: {cpu: 100m, memory: 128Mi}\n            limits: {cpu: 500m, memory: 256Mi}\n",
+    )
+    consumer = consumer.replace("    spec:\n      containers:\n", "    spec:\n" + _POD_SECURITY + "      containers:\n")
+    fixed["orders-consumer.yaml"] = consumer.replace("          ports:", _CONTAINER_SECURITY + "          ports:")
+    operator = fixed["topic-operator.yaml"].replace(":latest", ":0.3.2")
+    operator = operator.replace("    spec:\n      containers:\n", "    spec:\n" + _POD_SECURITY + "      containers:\n")
+    fixed["topic-operator.yaml"] = operator.replace(
+        "          args:",
+        _CONTAINER_SECURITY + "          resources:\n            requests: {cpu: 50m, memory: 64Mi}\n"
+        "            limits: {cpu: 200m, memory: 128Mi}\n          args:",
+    )
+    return fixed
+
+
+def scan_manifests(versions: dict[str, dict[str, str]]) -> list[dict[str, str]]:
+    """Scan sets of manifests with checkov's kubernetes framework in one run (checkov is slow to start): one row
+    per (version, file, check) with the verdict. ``versions``: name -> {file name -> YAML}."""
+    folder = _scratch("k8s-scan")
+    for version, manifests in versions.items():
+        (folder / version).mkdir()
+        for name, text in manifests.items():
+            (folder / version / name).write_text(text)
+    rows = security.checkov(folder, framework="kubernetes")
+    found = []
+    for row in rows:
+        version, _, file = str(row["file"]).lstrip("/").partition("/")
+        found.append({"version": version, "file": file, "resource": row["resource"], "check_id": row["check_id"],
+                      "check": row["check"], "result": row["result"]})  # fmt: skip
+    return found

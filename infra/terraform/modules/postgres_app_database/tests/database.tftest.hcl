@@ -60,3 +60,12 @@ run "rejects_too_many_connections" {
   }
   expect_failures = [var.connection_limit]
 }
+
+run "admin_joins_the_owner_role" {
+  command = plan
+
+  assert {
+    condition     = terraform_data.admin_membership.triggers_replace[0] == "shop_owner"
+    error_message = "the connecting admin joins <name>_owner (so GRANT CONNECT and connection limits work)"
+  }
+}
