@@ -261,6 +261,10 @@ def cached_extract(cached_extract) -> None:
             "cached results never expire: orders placed later today would never show up.",
             hint="set cache_expiration to a timedelta of at most an hour.",
         )
+    if not isinstance(expiration, timedelta):
+        raise WrongAnswer(
+            f"cache_expiration is {expiration!r}, not a duration.", hint="cache_expiration=timedelta(hours=...)"
+        )
     if expiration > timedelta(hours=1) or expiration <= timedelta(0):
         raise WrongAnswer(f"the cache expires after {expiration}.", hint="at most one hour (and more than zero).")
     if cached_extract.persist_result is False:
@@ -366,6 +370,12 @@ def fetch_rates_with_backoff(fetch_rates, rates_service) -> None:
         raise WrongAnswer(
             "no jitter: many clients that failed together retry together, and knock the service over again.",
             hint="set retry_jitter_factor (e.g. 0.2).",
+        )
+    if float(fetch_rates.retry_jitter_factor) > 1:
+        raise WrongAnswer(
+            f"retry_jitter_factor={fetch_rates.retry_jitter_factor:g} lets a wait grow to "
+            f"{1 + float(fetch_rates.retry_jitter_factor):g} times its delay.",
+            hint="the factor is a fraction of the delay: 20 % jitter is 0.2.",
         )
 
     day = "2026-03-07"
