@@ -480,9 +480,10 @@ def test_deployment_rejects_the_default_day(lab, deployment):
 
 
 def test_deployment_rejects_the_day_outside_parameters(lab, deployment):
-    # {"day": ...} at the top of the body: the server ignores it and the run takes the deployment's default
-    with pytest.raises(WrongAnswer, match="used day=2026-03-28"):
+    # {"day": ...} at the top of the body: the server refuses it (422)
+    with pytest.raises(WrongAnswer, match="422 Unprocessable Entity") as verdict:
         checks.deployment_run_via_api(make_trigger(lab, top_level_day=True), deployment)
+    assert '{"parameters": {"day": ...}}' in verdict.value.hint
 
 
 def test_deployment_placeholder_is_not_solved(deployment):

@@ -554,7 +554,15 @@ def deployment_run_via_api(trigger_and_wait, deployment) -> None:
     server = _server()
     clients.s3_delete_prefix(_report_key(API_DAY))
     started = time.time()
-    run = _trigger(trigger_and_wait, deployment.id, API_DAY)
+    try:
+        run = _trigger(trigger_and_wait, deployment.id, API_DAY)
+    except WrongAnswer as failed:
+        if "422" not in failed.message:
+            raise
+        raise WrongAnswer(
+            failed.message,
+            hint='the server refused the request body: create_flow_run takes {"parameters": {"day": ...}}.',
+        ) from None
     if not isinstance(run, dict) or "id" not in run:
         raise WrongAnswer(
             f"trigger_and_wait returned a {type(run).__name__}; expected the flow run as a dict (its JSON).",
