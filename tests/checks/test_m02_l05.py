@@ -84,7 +84,9 @@ def test_retry_wrong(lab_schema):
 
 @pytest.mark.stack
 def test_retry_accepts_other_jittered_backoffs(lab_schema):
-    checks.errors_retry(policy(wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05)), set_status)
+    checks.errors_retry(
+        policy(wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05)), set_status
+    )
     checks.errors_retry(policy(wait=tenacity.wait_random_exponential(multiplier=0.05, max=0.5)), set_status)
 
 

@@ -578,12 +578,23 @@ def orders_per_country(sql: str) -> None:
     with clients.postgres() as conn:
         got = _frame_pg(conn, sql)
         _compare_orders_per_country(got, want)
-        # right on the lab's data; the same query must stay right when the smallest country gets 3 more orders (in
-        # a transaction the check rolls back: the lab's tables are left as they were)
-        smallest = str(want.country.iloc[-1])
+        # right on the lab's data; the same query must stay right when the smallest country gets 3 more orders and
+        # the largest a customer without any (every customer of the shop has orders), in a transaction the check
+        # rolls back: the lab's tables are left as they were
+        smallest, largest = str(want.country.iloc[-1]), str(want.country.iloc[0])
         s = shop()
         customer = int(s.customers.loc[s.customers.country.str.upper() == smallest, "customer_id"].iloc[0])
         with conn.transaction(force_rollback=True):
+            conn.execute(
+                f"CREATE TEMP TABLE delab_extra_customer AS SELECT * FROM {STACK_PREFIX}.customers "
+                "WHERE upper(country) = %s ORDER BY customer_id LIMIT 1",
+                [largest],
+            )
+            conn.execute(
+                f"UPDATE delab_extra_customer SET customer_id = (SELECT max(customer_id) + 1 FROM "
+                f"{STACK_PREFIX}.customers)"
+            )
+            conn.execute(f"INSERT INTO {STACK_PREFIX}.customers SELECT * FROM delab_extra_customer")
             conn.execute(
                 f"CREATE TEMP TABLE delab_extra_order AS SELECT * FROM {STACK_PREFIX}.orders ORDER BY order_id LIMIT 1"
             )
@@ -601,6 +612,13 @@ def orders_per_country(sql: str) -> None:
             raise WrongAnswer(
                 f"with 3 more orders from {smallest}, your query returns the same counts as before.",
                 hint="compute the counts from the tables (count(*) ... GROUP BY); never type in the numbers you saw.",
+            ) from None
+        counted_the_customer = more.assign(orders=more.orders + (more.country == largest))
+        if _same_counts(again, counted_the_customer.sort_values(["orders", "country"], ascending=[False, True])):
+            raise WrongAnswer(
+                f"with a new customer from {largest} who has not ordered yet, your query counts one more order.",
+                hint="customers LEFT JOIN orders keeps a customer without orders as one row: join orders to "
+                "customers (or count o.order_id).",
             ) from None
         raise
 
