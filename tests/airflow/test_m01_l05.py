@@ -211,6 +211,15 @@ def test_asset_trigger_rejects_clock_schedule(orders_in_postgres):
 
 
 @pytest.mark.stack
+def test_asset_trigger_rejects_a_report_on_another_uri(orders_in_postgres):
+    # the report waits for the prefix with a trailing slash: another asset, which nothing updates
+    with pytest.raises(WrongAnswer, match="nothing queued"):
+        checks.asset_trigger(
+            ASSET, report_factory([Asset("s3://delab/m01_l05/orders/")]), export_factory(outlets=[ASSET])
+        )
+
+
+@pytest.mark.stack
 def test_asset_trigger_rejects_export_without_outlet(orders_in_postgres):
     with pytest.raises(WrongAnswer, match="outlet"):
         checks.asset_trigger(ASSET, report_factory([ASSET]), export_factory())
