@@ -241,7 +241,7 @@ output "platform" {{
             total_partitions = module.platform.total_partitions }}
 }}
 """
-GITIGNORE = ".terraform/\n*.tfplan\n*.tfstate\n*.tfstate.*\nbackend.tfbackend\nsecrets.auto.tfvars\n"
+GITIGNORE = ".terraform/\ntfplan\n*.tfplan\n*.tfstate\n*.tfstate.*\nbackend.tfbackend\nsecrets.auto.tfvars\n"
 V1 = STREAMS
 sizes_tfvars = {**{env: environments.tfvars({"sizing": SIZING[env]}) for env in SIZING}, "prod": prod_tfvars}
 

@@ -18,6 +18,10 @@ resource "postgresql_database" "this" {
   name             = var.name
   owner            = postgresql_role.owner.name
   connection_limit = var.connection_limit
+
+  # the groups hold privileges on the tables inside (default privileges): on destroy the database, and its
+  # tables with it, must go before the groups, or DROP ROLE fails ("some objects depend on it")
+  depends_on = [postgresql_role.group]
 }
 
 resource "postgresql_role" "group" {
