@@ -297,8 +297,10 @@ def _crash_while_applying(apply_movement: Callable, conn, messages: list, want: 
         except Exception:
             if conn.info.transaction_status != 0:  # a learner's transaction left open by the error
                 conn.rollback()
-    finally:
+    finally:  # nothing of the simulated crash stays in the learner's schema
         conn.execute(f"DROP TRIGGER IF EXISTS check_crash ON {SCHEMA}.{table}")
+        conn.execute(f"DROP FUNCTION IF EXISTS {SCHEMA}.check_crash()")
+        conn.execute(f"DROP SEQUENCE IF EXISTS {SCHEMA}.check_crash")
     learner_code("apply_movement")(apply_movement)(conn, victim)  # redelivered after the restart
     _compare(
         _stock_levels(conn),
