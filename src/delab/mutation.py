@@ -20,8 +20,16 @@ from delab.grading import WrongAnswer
 Mutant = tuple[str, str, str]
 
 
-def run_suite(tests: str, module_name: str, module_source: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the learner's ``tests`` against ``module_source`` importable as ``module_name``; pytest's outcome."""
+#: how long one run of a learner's suite may take: tiny suites take a second or two, even on a busy machine
+SUITE_TIMEOUT = 120.0
+
+
+def run_suite(
+    tests: str, module_name: str, module_source: str, timeout: float | None = None
+) -> subprocess.CompletedProcess:
+    """Run the learner's ``tests`` against ``module_source`` importable as ``module_name``; pytest's outcome. A suite
+    that runs past the timeout is a one-line verdict (a loop that never ends), not a traceback."""
+    timeout = SUITE_TIMEOUT if timeout is None else timeout
     with tempfile.TemporaryDirectory(prefix="delab-mutant-") as folder:
         Path(folder, f"{module_name}.py").write_text(module_source)
         Path(folder, f"test_{module_name}.py").write_text(tests)
@@ -31,14 +39,20 @@ def run_suite(tests: str, module_name: str, module_source: str, timeout: float =
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # the suite needs plain pytest: start fast
         }
-        return subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--rootdir", folder, folder],
-            capture_output=True,
-            text=True,
-            cwd=folder,
-            env=env,
-            timeout=timeout,
-        )
+        try:
+            return subprocess.run(
+                [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--rootdir", folder, folder],
+                capture_output=True,
+                text=True,
+                cwd=folder,
+                env=env,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise WrongAnswer(
+                f"your tests were still running after {timeout:.0f} s.",
+                hint="a test that loops forever or waits for something? Each test should take a blink.",
+            ) from None
 
 
 def _last_line(run: subprocess.CompletedProcess) -> str:

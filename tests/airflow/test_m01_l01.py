@@ -20,7 +20,7 @@ pytestmark = pytest.mark.stack
 
 GOOD_SENSOR = dict(poke_interval=1, timeout=3, mode="reschedule", soft_fail=True)
 EXTRACT_SQL = """
-SELECT p.category, count(DISTINCT o.order_id) AS orders, round(sum(i.quantity * i.unit_price)::numeric, 2){cast}
+SELECT p.category, {count} AS orders, round(sum(i.quantity * i.unit_price)::numeric, 2){cast}
 FROM m01_l01.orders o JOIN m01_l01.order_items i USING (order_id) JOIN m01_l01.products p USING (product_id)
 WHERE o.order_ts >= %(day)s::date AND o.order_ts {end} %(day)s::date + 1 {status}
 GROUP BY p.category ORDER BY p.category
@@ -36,10 +36,10 @@ def shop_in_postgres():
     )
 
 
-def make_extract(cast="::float", end="<", status="AND o.status <> 'cancelled'"):
+def make_extract(cast="::float", end="<", status="AND o.status <> 'cancelled'", count="count(DISTINCT o.order_id)"):
     def extract(day):
         rows = PostgresHook(postgres_conn_id="shop_postgres").get_records(
-            EXTRACT_SQL.format(cast=cast, end=end, status=status), parameters={"day": day}
+            EXTRACT_SQL.format(cast=cast, end=end, status=status, count=count), parameters={"day": day}
         )
         return [{"category": c, "orders": n, "revenue": r} for c, n, r in rows]
 
@@ -58,6 +58,18 @@ def test_extract_rejects_inclusive_day_end():
 def test_extract_rejects_cancelled_orders():
     with pytest.raises(WrongAnswer, match="off"):
         checks.extract_daily_revenue(make_extract(status=""))
+
+
+def test_extract_rejects_counting_lines_as_orders():
+    # an order with two lines in one category counts once
+    with pytest.raises(WrongAnswer, match="order counts"):
+        checks.extract_daily_revenue(make_extract(count="count(o.order_id)"))
+
+
+def test_extract_rejects_keeping_only_some_statuses():
+    # the text leaves out cancelled orders only: placed, shipped and returned ones are still sales of the day
+    with pytest.raises(WrongAnswer, match="order counts"):
+        checks.extract_daily_revenue(make_extract(status="AND o.status = 'delivered'"))
 
 
 def test_extract_rejects_decimals_that_cannot_be_xcoms():
@@ -93,6 +105,10 @@ def test_sensor_settings_accept_solution():
         (GOOD_SENSOR, "none_failed", "not after a failed load"),
         (GOOD_SENSOR, "always", "does not even wait"),
         (GOOD_SENSOR, "whenever", "not an Airflow trigger rule"),
+        ({**GOOD_SENSOR, "timeout": 31}, "all_done", "never comes"),  # "at most 30 seconds"
+        ({**GOOD_SENSOR, "timeout": "five seconds"}, "all_done", "not a duration"),  # used to crash in float()
+        ({**GOOD_SENSOR, "timeout": None}, "all_done", "not a duration"),
+        ({k: v for k, v in GOOD_SENSOR.items() if k != "poke_interval"}, "all_done", "checks every 60 s"),
     ],
 )
 def test_sensor_settings_reject_wrong_answers(settings, rule, message):
@@ -101,7 +117,13 @@ def test_sensor_settings_reject_wrong_answers(settings, rule, message):
 
 
 def make_factory(
-    catchup=False, key="m01_l01/daily_revenue/day={ds}/revenue.parquet", with_share=True, sensor_first=True
+    catchup=False,
+    key="m01_l01/daily_revenue/day={ds}/revenue.parquet",
+    with_share=True,
+    sensor_first=True,
+    share_of="revenue",
+    sensor_sql="SELECT count(*) FROM m01_l01.orders WHERE order_ts::date = '{{ ds }}'",
+    write=True,
 ):
     def factory():
         import pandas as pd
@@ -111,7 +133,7 @@ def make_factory(
             wait = SqlSensor(
                 task_id="wait_for_orders",
                 conn_id="shop_postgres",
-                sql="SELECT count(*) FROM m01_l01.orders WHERE order_ts::date = '{{ ds }}'",
+                sql=sensor_sql,
                 **GOOD_SENSOR,
             )
 
@@ -121,17 +143,18 @@ def make_factory(
 
             @task
             def transform(rows):
-                total = sum(r["revenue"] for r in rows)
-                return [{**r, "share": r["revenue"] / total} if with_share else r for r in rows]
+                total = sum(r[share_of] for r in rows)
+                return [{**r, "share": r[share_of] / total} if with_share else r for r in rows]
 
             @task
             def load(rows, ds=None):
                 target = key.format(ds=ds)
                 buffer = io.BytesIO()
                 pd.DataFrame(rows).to_parquet(buffer)
-                S3Hook(aws_conn_id="lab_s3").load_bytes(
-                    buffer.getvalue(), key=target, bucket_name="delab", replace=True
-                )
+                if write:
+                    S3Hook(aws_conn_id="lab_s3").load_bytes(
+                        buffer.getvalue(), key=target, bucket_name="delab", replace=True
+                    )
                 return target
 
             @task(trigger_rule="all_done")
@@ -170,6 +193,24 @@ def test_dag_rejects_unpartitioned_key():
 def test_dag_rejects_missing_share():
     with pytest.raises(WrongAnswer, match="share"):
         checks.shop_etl_dag(make_factory(with_share=False))
+
+
+def test_dag_rejects_a_share_of_the_orders():
+    # orders / total orders also adds up to 1: each row's share is compared with its revenue
+    with pytest.raises(WrongAnswer, match="part of the orders"):
+        checks.shop_etl_dag(make_factory(share_of="orders"))
+
+
+def test_dag_says_when_load_returns_a_key_it_did_not_write():
+    # used to crash in get_object (NoSuchKey)
+    with pytest.raises(WrongAnswer, match="no object was written there"):
+        checks.shop_etl_dag(make_factory(write=False))
+
+
+def test_dag_rejects_a_sensor_that_ignores_the_day():
+    # counting every order: the sensor succeeds on a day without orders (the hint used to blame the settings)
+    with pytest.raises(WrongAnswer, match="found orders on 2026-05-01"):
+        checks.shop_etl_dag(make_factory(sensor_sql="SELECT count(*) FROM m01_l01.orders"))
 
 
 def test_dag_factory_placeholder_is_not_solved():

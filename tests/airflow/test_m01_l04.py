@@ -95,10 +95,10 @@ def receiver():
         yield hook
 
 
-def make_alert(receiver, with_error=True, as_json=True, key="ti"):
+def make_alert(receiver, with_error=True, as_json=True, key="ti", dag_id=lambda context: context["ti"].dag_id):
     def alert(context):
         ti = context[key]
-        body = {"dag_id": ti.dag_id, "task_id": ti.task_id, "logical_date": context["logical_date"].isoformat()}
+        body = {"dag_id": dag_id(context), "task_id": ti.task_id, "logical_date": context["logical_date"].isoformat()}
         if with_error:
             body["error"] = str(context["exception"])
         if as_json:
@@ -121,6 +121,11 @@ def test_alert_rejects_missing_error(receiver):
 def test_alert_rejects_form_encoded_body(receiver):
     with pytest.raises(WrongAnswer, match="JSON"):
         checks.failure_alert(make_alert(receiver, as_json=False), receiver)
+
+
+def test_alert_rejects_the_run_id_as_the_dag_id(receiver):
+    with pytest.raises(WrongAnswer, match="the alert's dag_id is"):
+        checks.failure_alert(make_alert(receiver, dag_id=lambda context: context["dag_run"].run_id), receiver)
 
 
 def test_alert_rejects_a_callback_that_crashes(receiver):

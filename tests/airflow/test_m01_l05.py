@@ -32,6 +32,10 @@ GOOD_CRON = {
         ({"business_quarter_hours": "*/15 8-18 * * *"}, "fires at Sun"),
         ({"monthly_close": "0 2 * * 1"}, "monthly_close"),
         ({"monthly_close": "0 2 1 *"}, "not a valid cron"),
+        ({"business_quarter_hours": "*/15 8-17 * * 1-5"}, "never fires at Mon 2026-03-02 18:00"),  # until 18:45
+        ({"weekday_mornings": "6 30 * * 1-5"}, "not a valid cron"),  # hour and minute swapped: 30 is no hour
+        ({"monthly_close": "0 2 1 * 1"}, "fires at"),  # day of month AND day of week: cron fires on either
+        ({"weekday_mornings": "30 18 * * 1-5"}, "06:30"),  # 6:30 pm
     ],
 )
 def test_cron_rejects_wrong_schedules(change, message):
@@ -130,13 +134,13 @@ def export_factory(unique_keys=False, outlets=()):
     return factory
 
 
-def make_backfill(inclusive=True, shift=0):
+def make_backfill(inclusive=True, shift=0, returns=lambda results: results):
     def backfill(dag, start, end):
         results, day = [], start + timedelta(days=shift)
         while day <= end + timedelta(days=shift) if inclusive else day < end:
             results.append(lab_airflow.run(dag, logical_date=day))
             day += timedelta(days=1)
-        return results
+        return returns(results)
 
     return backfill
 
@@ -162,6 +166,19 @@ def test_backfill_rejects_shifted_days(orders_in_postgres):
 def test_backfill_rejects_appending_runs(orders_in_postgres):
     with pytest.raises(WrongAnswer, match="changed the output"):
         checks.backfill(make_backfill(), export_factory(unique_keys=True))
+
+
+@pytest.mark.stack
+def test_backfill_says_when_nothing_is_returned(orders_in_postgres):
+    # the runs happened, but the hint used to say "both ends are included"
+    with pytest.raises(WrongAnswer, match="returned NoneType"):
+        checks.backfill(make_backfill(returns=lambda results: None), export_factory())
+
+
+@pytest.mark.stack
+def test_backfill_says_when_states_are_returned_instead_of_results(orders_in_postgres):
+    with pytest.raises(WrongAnswer, match="holds str values"):
+        checks.backfill(make_backfill(returns=lambda results: [r.state for r in results]), export_factory())
 
 
 ASSET = Asset("s3://delab/m01_l05/orders")
@@ -191,6 +208,15 @@ def test_asset_trigger_accepts_solution(orders_in_postgres):
 def test_asset_trigger_rejects_clock_schedule(orders_in_postgres):
     with pytest.raises(WrongAnswer, match="nothing queued"):
         checks.asset_trigger(ASSET, report_factory("@daily"), export_factory(outlets=[ASSET]))
+
+
+@pytest.mark.stack
+def test_asset_trigger_rejects_a_report_on_another_uri(orders_in_postgres):
+    # the report waits for the prefix with a trailing slash: another asset, which nothing updates
+    with pytest.raises(WrongAnswer, match="nothing queued"):
+        checks.asset_trigger(
+            ASSET, report_factory([Asset("s3://delab/m01_l05/orders/")]), export_factory(outlets=[ASSET])
+        )
 
 
 @pytest.mark.stack

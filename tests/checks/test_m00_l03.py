@@ -91,6 +91,39 @@ def test_orders_per_country_rejects_counting_customers(shop_in_postgres):
         m00.orders_per_country(COUNTRY_SQL.format(country="upper(c.country)", what="DISTINCT c.customer_id"))
 
 
+def test_orders_per_country_rejects_typed_in_counts(shop_in_postgres):
+    # the right table typed in: used to pass; the check now also runs it with 3 more orders in one country
+    want = m00.expected_orders_per_country()
+    rows = ", ".join(f"('{country}', {orders})" for country, orders in zip(want.country, want.orders, strict=True))
+    sql = f"SELECT country, orders FROM (VALUES {rows}) AS t (country, orders) ORDER BY orders DESC, country"
+    with pytest.raises(WrongAnswer, match="3 more orders from"):
+        m00.orders_per_country(sql)
+    with clients.postgres() as conn:  # the check's extra orders and customer were rolled back
+        assert conn.execute("SELECT count(*) FROM m00_l03.orders").fetchone()[0] == len(
+            m00.shop().orders.drop_duplicates("order_id")
+        )
+        assert conn.execute("SELECT count(*) FROM m00_l03.customers").fetchone()[0] == len(m00.shop().customers)
+
+
+def test_orders_per_country_says_when_counts_are_text(shop_in_postgres):
+    # used to crash in astype(int)
+    with pytest.raises(WrongAnswer, match="whole numbers"):
+        m00.orders_per_country(
+            COUNTRY_SQL.format(country="upper(c.country)", what="*").replace(
+                "count(*) AS orders", "count(*) || ' orders' AS orders"
+            )
+        )
+
+
+def test_orders_per_country_rejects_counting_every_customer_row(shop_in_postgres):
+    # customers LEFT JOIN orders with count(*): a customer without orders counts as one order (used to pass: every
+    # customer of the shop has orders)
+    sql = """SELECT upper(c.country) AS country, count(*) AS orders
+    FROM m00_l03.customers c LEFT JOIN m00_l03.orders o USING (customer_id) GROUP BY 1 ORDER BY orders DESC, country"""
+    with pytest.raises(WrongAnswer, match="has not ordered yet, your query counts one more order"):
+        m00.orders_per_country(sql)
+
+
 def test_object_round_trip_accepts_solution():
     def store(text):
         key = f"{NS}/reports/tests.csv"

@@ -185,6 +185,29 @@ def test_cache_rejects_results_that_never_expire(extract_task):
         checks.cached_extract(extract_task.with_options(cache_policy=INPUTS))
 
 
+def test_cache_rejects_a_day_long_expiration(extract_task):
+    from prefect.cache_policies import INPUTS
+
+    with pytest.raises(WrongAnswer, match="expires after 1 day"):
+        checks.cached_extract(extract_task.with_options(cache_policy=INPUTS, cache_expiration=timedelta(days=1)))
+
+
+def test_cache_says_when_the_expiration_is_not_a_duration(extract_task):
+    # seconds as a plain number: used to crash comparing an int with a timedelta
+    from prefect.cache_policies import INPUTS
+
+    with pytest.raises(WrongAnswer, match="not a duration"):
+        checks.cached_extract(extract_task.with_options(cache_policy=INPUTS, cache_expiration=3600))
+
+
+def test_cache_rejects_refreshing_the_cache(extract_task):
+    from prefect.cache_policies import INPUTS
+
+    answer = extract_task.with_options(cache_policy=INPUTS, cache_expiration=timedelta(hours=1), refresh_cache=True)
+    with pytest.raises(WrongAnswer, match="never reads a cached result"):
+        checks.cached_extract(answer)
+
+
 def test_cache_placeholder_is_not_solved():
     with pytest.raises(NotSolvedYet):
         checks.cached_extract(...)
@@ -200,7 +223,7 @@ def rates_service(lab):
     return RatesService()
 
 
-def make_get_rates(rates_service, swallow=False):
+def make_get_rates(rates_service, swallow=False, whole_body=False):
     import httpx
 
     def get_rates(day: str) -> dict:
@@ -208,17 +231,17 @@ def make_get_rates(rates_service, swallow=False):
         if swallow and response.is_error:
             return {}
         response.raise_for_status()
-        return response.json()["rates"]
+        return response.json() if whole_body else response.json()["rates"]
 
     return get_rates
 
 
-def make_fetch_rates(rates_service, swallow=False, **options):
+def make_fetch_rates(rates_service, swallow=False, whole_body=False, **options):
     from prefect import task
     from prefect.tasks import exponential_backoff
 
     settings = dict(retries=4, retry_delay_seconds=exponential_backoff(backoff_factor=0.1), retry_jitter_factor=0.2)
-    return task(make_get_rates(rates_service, swallow), **{**settings, **options})
+    return task(make_get_rates(rates_service, swallow, whole_body), **{**settings, **options})
 
 
 def test_retries_accept_solution(rates_service):
@@ -233,6 +256,8 @@ def test_retries_accept_solution(rates_service):
         ({"retry_delay_seconds": 0.2}, "waits the same"),
         ({"retry_jitter_factor": None}, "no jitter"),
         ({"retry_delay_seconds": [1, 2, 4, 8]}, "too long"),
+        ({"retry_jitter_factor": 20}, "20 % jitter is 0.2"),  # a percentage (used to pass: any waits are long enough)
+        ({"retry_delay_seconds": [0.1, 0.1, 0.2, 0.2]}, "do not double"),
     ],
 )
 def test_retries_reject_wrong_settings(rates_service, options, message):
@@ -243,6 +268,11 @@ def test_retries_reject_wrong_settings(rates_service, options, message):
 def test_retries_reject_swallowing_errors(rates_service):
     with pytest.raises(WrongAnswer, match="not the day's rates"):
         checks.fetch_rates_with_backoff(make_fetch_rates(rates_service, swallow=True), rates_service)
+
+
+def test_retries_reject_returning_the_whole_body(rates_service):
+    with pytest.raises(WrongAnswer, match="not the day's rates"):
+        checks.fetch_rates_with_backoff(make_fetch_rates(rates_service, whole_body=True), rates_service)
 
 
 def test_retries_reject_a_retry_loop_inside_the_task(rates_service):
@@ -312,11 +342,17 @@ def webhook(lab):
     return Receiver()
 
 
-def make_hook(webhook, how="json", state_value=lambda state: state.name, keys=None):
+def make_hook(
+    webhook, how="json", state_value=lambda state: state.name, keys=None, run_id=lambda run: str(run.id), name=None
+):
     import httpx
 
     def notify_on_call(flow, flow_run, state):
-        alert = {"flow": flow.name, "flow_run_id": str(flow_run.id), "state": state_value(state)}
+        alert = {
+            "flow": (name or (lambda f: f.name))(flow),
+            "flow_run_id": run_id(flow_run),
+            "state": state_value(state),
+        }
         alert["message"] = state.message
         alert = {k: v for k, v in alert.items() if keys is None or k in keys}
         if how == "json":
@@ -341,6 +377,28 @@ def test_alert_rejects_form_data(webhook):
 def test_alert_rejects_the_state_repr(webhook):
     with pytest.raises(WrongAnswer, match="state's name"):
         checks.on_failure_hook_alert(make_hook(webhook, state_value=str), webhook)
+
+
+def test_alert_rejects_the_state_type(webhook):
+    # state.type is an enum whose JSON is "FAILED", not the state's name
+    with pytest.raises(WrongAnswer, match="state's name"):
+        checks.on_failure_hook_alert(make_hook(webhook, state_value=lambda state: state.type), webhook)
+
+
+def test_alert_rejects_the_run_name_as_its_id(webhook):
+    with pytest.raises(WrongAnswer, match="not the id of the run"):
+        checks.on_failure_hook_alert(make_hook(webhook, run_id=lambda run: run.name), webhook)
+
+
+def test_alert_rejects_the_function_name_as_the_flow_name(webhook):
+    with pytest.raises(WrongAnswer, match="names the flow 'failing'"):
+        checks.on_failure_hook_alert(make_hook(webhook, name=lambda flow: flow.fn.__name__), webhook)
+
+
+def test_alert_says_when_the_hook_cannot_encode_the_run_id(webhook):
+    # a UUID is not JSON: the post fails inside the hook, which Prefect only logs
+    with pytest.raises(WrongAnswer, match=r"received nothing.*TypeError"):
+        checks.on_failure_hook_alert(make_hook(webhook, run_id=lambda run: run.id), webhook)
 
 
 def test_alert_rejects_an_alert_without_run_id(webhook):
@@ -383,13 +441,14 @@ def deployment(lab):
     served.stop()
 
 
-def make_trigger(lab, wait=True, send_day=True, default_timeout=60):
+def make_trigger(lab, wait=True, send_day=True, default_timeout=60, top_level_day=False):
     import time
 
     import httpx
 
     def trigger_and_wait(deployment_id: str, day: str, timeout: float = default_timeout) -> dict:
         body = {"parameters": {"day": day}} if send_day else {}
+        body = {"day": day} if top_level_day else body
         created = httpx.post(f"{lab.api_url}/deployments/{deployment_id}/create_flow_run", json=body)
         run = created.raise_for_status().json()
         deadline = time.monotonic() + timeout
@@ -418,6 +477,13 @@ def test_deployment_rejects_not_waiting(lab, deployment):
 def test_deployment_rejects_the_default_day(lab, deployment):
     with pytest.raises(WrongAnswer, match="used day=2026-03-28"):
         checks.deployment_run_via_api(make_trigger(lab, send_day=False), deployment)
+
+
+def test_deployment_rejects_the_day_outside_parameters(lab, deployment):
+    # {"day": ...} at the top of the body: the server refuses it (422)
+    with pytest.raises(WrongAnswer, match="422 Unprocessable Entity") as verdict:
+        checks.deployment_run_via_api(make_trigger(lab, top_level_day=True), deployment)
+    assert '{"parameters": {"day": ...}}' in verdict.value.hint
 
 
 def test_deployment_placeholder_is_not_solved(deployment):

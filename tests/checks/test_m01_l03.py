@@ -98,7 +98,7 @@ def test_assets_placeholder_is_not_solved():
 # -------------------------------------------------------------------------------------------------- e2
 
 
-def make_io_manager(key_join="/", fmt="parquet", metadata=True, from_memory=False):
+def make_io_manager(key_join="/", fmt="parquet", metadata=True, from_memory=False, last_part_only=False):
     memory: dict[str, pd.DataFrame] = {}
 
     class ParquetIO(dg.ConfigurableIOManager):
@@ -106,7 +106,8 @@ def make_io_manager(key_join="/", fmt="parquet", metadata=True, from_memory=Fals
         prefix: str = SCHEMA
 
         def _key(self, context) -> str:
-            return f"{self.prefix}/{key_join.join(context.asset_key.path)}.parquet"
+            path = context.asset_key.path[-1:] if last_part_only else context.asset_key.path
+            return f"{self.prefix}/{key_join.join(path)}.parquet"
 
         def handle_output(self, context, obj):
             if fmt == "parquet":
@@ -147,6 +148,7 @@ def test_io_manager_rejects_a_manager_that_is_not_the_default():
         ({"fmt": "pickle"}, "not a Parquet file"),
         ({"metadata": False}, "records rows=None"),
         ({"from_memory": True}, "did not read check/numbers from the object store"),
+        ({"last_part_only": True}, "expected the objects"),  # the key's last part: prefixed assets collide
     ],
 )
 def test_io_manager_rejects_wrong_answers(options, message):

@@ -74,9 +74,26 @@ def test_warehouse_slots_read_like_dagster():
     assert steps == slots >= 1  # one per CPU
 
 
+@pytest.mark.parametrize(
+    "multiprocess_config",
+    [
+        {"max_concurrent": "four"},
+        {"max_concurrent": 4, "tag_concurrency_limits": [{"key": "resource", "value": "warehouse", "limit": None}]},
+        ["max_concurrent", 4],
+    ],
+)
+def test_concurrency_says_when_the_config_has_another_shape(multiprocess_config):
+    # each used to crash in int() or .get()
+    with pytest.raises(WrongAnswer, match="does not have the executor's shape"):
+        checks.concurrency_config({"execution": {"config": {"multiprocess": multiprocess_config}}})
+
+
 def test_concurrency_rejects_in_process_executor_and_bad_shapes():
     with pytest.raises(WrongAnswer, match="side by side"):
         checks.concurrency_config({"execution": {"config": {"in_process": {}}}})
+    for execution in (None, {"config": None}, {"multiprocess": {"max_concurrent": 4}}):  # used to crash on None
+        with pytest.raises(WrongAnswer, match="side by side"):
+            checks.concurrency_config({"execution": execution})
     with pytest.raises(WrongAnswer, match="execution"):
         checks.concurrency_config({"ops": {}})
     with pytest.raises(NotSolvedYet):
@@ -188,6 +205,21 @@ def test_suite_rejects_a_suite_that_misses_cancelled_orders():
 def test_suite_rejects_a_suite_that_fails_on_correct_code():
     with pytest.raises(WrongAnswer, match="fail on the correct code"):
         checks.mutation_tested_suite(HEADER + TESTS["quantity"].replace("7.5", "7.0"))
+
+
+def test_suite_rejects_a_suite_missing_repeated_orders():
+    suite = HEADER + "".join(t for name, t in TESTS.items() if name != "duplicates")
+    with pytest.raises(WrongAnswer, match="repeated order rows are counted twice"):
+        checks.mutation_tested_suite(suite)
+
+
+def test_suite_says_when_it_never_ends(monkeypatch):
+    # used to crash with subprocess.TimeoutExpired
+    from delab import mutation
+
+    monkeypatch.setattr(mutation, "SUITE_TIMEOUT", 3.0)
+    with pytest.raises(WrongAnswer, match="still running after 3 s"):
+        checks.mutation_tested_suite(HEADER + "\ndef test_forever():\n    import time\n    time.sleep(60)\n")
 
 
 def test_suite_rejects_no_tests():

@@ -120,6 +120,11 @@ def test_parallel_accepts_one_connection_per_worker():
     checks.parallel_load_check(lambda table, frame, workers: _parallel(table, frame, workers))
 
 
+def test_parallel_accepts_the_pool_s_iterator():
+    # ThreadPoolExecutor.map returned as it is: used to crash on len() of a used-up generator
+    checks.parallel_load_check(lambda table, frame, workers: iter(_parallel(table, frame, workers)))
+
+
 def test_parallel_rejects_shared_connection():
     with pytest.raises(WrongAnswer, match="distinct connection"):
         checks.parallel_load_check(_one_connection)

@@ -58,8 +58,15 @@ def fold(messages, counted_sets=True):
     return stock
 
 
+def fold_skipping_counts(messages):
+    return fold([m for m in messages if m.value is None or m.value["after"]["kind"] != "counted"])
+
+
 def test_rebuild_stock(ledger_topic):
     checks.sync_rebuild_stock(fold, ledger_topic)
+    with pytest.raises(WrongAnswer, match="products are off") as skipped:
+        checks.sync_rebuild_stock(fold_skipping_counts, ledger_topic)
+    assert "SETS the level" in skipped.value.hint  # the hint used to say "replay in log order"
     with pytest.raises(WrongAnswer, match=r"a stock-take .* is not a change"):
         checks.sync_rebuild_stock(lambda ms: fold(ms, counted_sets=False), ledger_topic)
     with pytest.raises(WrongAnswer, match="your stock is empty"):
@@ -95,12 +102,62 @@ def save_without_bump(conn, product_id, changes, read_version):
     return cur.rowcount == 1
 
 
+def save_check_then_act(conn, product_id, changes, read_version):
+    # compares the version in Python, then updates by key: right one call at a time, a lost update in a race
+    (version,) = conn.execute(f"SELECT version FROM {S}.products WHERE product_id = %s", [product_id]).fetchone() or (
+        None,
+    )
+    if version != read_version:
+        return False
+    sets = ", ".join(f"{c} = %s" for c in changes)
+    conn.execute(
+        f"UPDATE {S}.products SET {sets}, version = version + 1 WHERE product_id = %s", [*changes.values(), product_id]
+    )
+    return True
+
+
+def save_locking_the_row(conn, product_id, changes, read_version):
+    # check, then act, but with the row locked in between: right
+    with conn.transaction():
+        row = conn.execute(
+            f"SELECT version FROM {S}.products WHERE product_id = %s FOR UPDATE", [product_id]
+        ).fetchone()
+        if row is None or row[0] != read_version:
+            return False
+        sets = ", ".join(f"{c} = %s" for c in changes)
+        conn.execute(
+            f"UPDATE {S}.products SET {sets}, version = version + 1 WHERE product_id = %s",
+            [*changes.values(), product_id],
+        )
+    return True
+
+
+def save_returning_rowcount(conn, product_id, changes, read_version):
+    sets = ", ".join(f"{c} = %s" for c in changes)
+    return conn.execute(
+        f"UPDATE {S}.products SET {sets}, version = version + 1 WHERE product_id = %s AND version = %s",
+        [*changes.values(), product_id, read_version],
+    ).rowcount
+
+
+def save_always_true(conn, product_id, changes, read_version):
+    save_versioned(conn, product_id, changes, read_version)
+    return True
+
+
 def test_save_product(ledger_topic):
     checks.sync_save_product(save_versioned)
+    checks.sync_save_product(save_locking_the_row)
     with pytest.raises(WrongAnswer, match="lost update"):
         checks.sync_save_product(save_last_writer_wins)
     with pytest.raises(WrongAnswer, match="must bump the version"):
         checks.sync_save_product(save_without_bump)
+    with pytest.raises(WrongAnswer, match="Reading the version, comparing it in Python"):
+        checks.sync_save_product(save_check_then_act)  # used to pass: the check's writers took turns
+    with pytest.raises(WrongAnswer, match="other than True"):
+        checks.sync_save_product(save_returning_rowcount)
+    with pytest.raises(WrongAnswer, match="changed nothing, as it should, but returned True"):
+        checks.sync_save_product(save_always_true)  # used to be told it overwrote the first writer's price
 
 
 UPSERT = f"""INSERT INTO {S}.stock_levels VALUES (%(product_id)s, %(quantity)s) ON CONFLICT (product_id) DO UPDATE
@@ -146,8 +203,36 @@ def apply_dedup_in_memory(conn, message):
         conn.execute(UPSERT, mv)
 
 
+def apply_in_two_statements(conn, message):
+    # records the movement, then changes the stock, each committed on its own (autocommit): no transaction
+    if message.value is None or message.op not in ("r", "c"):
+        return
+    mv = message.value["after"]
+    if conn.execute(
+        f"INSERT INTO {S}.applied_movements VALUES (%s) ON CONFLICT DO NOTHING", [mv["movement_id"]]
+    ).rowcount:
+        conn.execute(UPSERT, mv)
+
+
+def apply_then_record(conn, message):
+    # the other order, still without a transaction: a crash after the stock change applies it twice
+    if message.value is None or message.op not in ("r", "c"):
+        return
+    mv = message.value["after"]
+    if conn.execute(f"SELECT 1 FROM {S}.applied_movements WHERE movement_id = %s", [mv["movement_id"]]).fetchone():
+        return
+    conn.execute(UPSERT, mv)
+    conn.execute(f"INSERT INTO {S}.applied_movements VALUES (%s)", [mv["movement_id"]])
+
+
 def test_idempotent_apply(ledger_topic):
     checks.sync_idempotent_apply(apply_once, ledger_topic)
+    # both used to pass: nothing ever failed between the two writes
+    with pytest.raises(WrongAnswer, match="crash at the write to stock_levels") as verdict:
+        checks.sync_idempotent_apply(apply_in_two_statements, ledger_topic)
+    assert "ONE transaction" in verdict.value.hint
+    with pytest.raises(WrongAnswer, match="crash at the write to applied_movements"):
+        checks.sync_idempotent_apply(apply_then_record, ledger_topic)
     with pytest.raises(WrongAnswer, match="delivered again"):
         checks.sync_idempotent_apply(apply_naive, ledger_topic)
     with pytest.raises(WrongAnswer, match="after one delivery of every event"):
@@ -216,8 +301,17 @@ def reconcile_report_then_reload(conn):
     return report
 
 
+def reconcile_with_rows(conn):
+    # returns the rows of fetchall() (1-tuples) instead of ids: used to crash in int()
+    reconcile_good(conn)
+    rows = conn.execute(f"SELECT product_id FROM {S}.products WHERE false").fetchall()
+    return {"missing": [(101,)], "extra": rows, "different": rows}
+
+
 def test_reconcile(ledger_topic):
     checks.sync_reconcile(reconcile_good)
+    with pytest.raises(WrongAnswer, match=r"set of product ids, you returned \[\(101,\)\]"):
+        checks.sync_reconcile(reconcile_with_rows)
     with pytest.raises(WrongAnswer, match="different should be"):
         checks.sync_reconcile(reconcile_keys_only)
     with pytest.raises(WrongAnswer, match="different should be") as failed:

@@ -45,7 +45,7 @@ def set_status(conn, order_id, status):
 def policy(**overrides):
     settings = {
         "retry": tenacity.retry_if_exception_type(psycopg.errors.LockNotAvailable),
-        "wait": tenacity.wait_exponential(multiplier=0.05, max=0.5),
+        "wait": tenacity.wait_exponential(multiplier=0.05, max=0.5) + tenacity.wait_random(0, 0.05),
         "stop": tenacity.stop_after_delay(2),
         "reraise": True,
         **overrides,
@@ -80,6 +80,30 @@ def test_retry_wrong(lab_schema):
         checks.errors_retry(policy(stop=tenacity.stop_after_delay(1)), set_status)
     with pytest.raises(WrongAnswer, match="keeps retrying for 3 s"):
         checks.errors_retry(policy(stop=tenacity.stop_after_delay(3)), set_status)
+
+
+@pytest.mark.stack
+def test_retry_accepts_other_jittered_backoffs(lab_schema):
+    checks.errors_retry(
+        policy(wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05)), set_status
+    )
+    checks.errors_retry(policy(wait=tenacity.wait_random_exponential(multiplier=0.05, max=0.5)), set_status)
+
+
+@pytest.mark.parametrize(
+    ("wait", "message"),
+    [
+        # each used to pass: the check only looked for some wait between attempts
+        (tenacity.wait_fixed(0.1) + tenacity.wait_random(0, 0.05), "do not grow"),
+        (tenacity.wait_exponential(multiplier=0.05) + tenacity.wait_random(0, 0.05), "no cap"),
+        (tenacity.wait_exponential(multiplier=0.05, max=5) + tenacity.wait_random(0, 0.05), "capped at 5 s"),
+        (tenacity.wait_exponential(multiplier=0.05, max=0.5), "no jitter"),
+    ],
+)
+def test_retry_reads_the_backoff_settings(wait, message):
+    # read back from the policy before anything runs: no stack needed, the same verdict on a busy machine
+    with pytest.raises(WrongAnswer, match=message):
+        checks.errors_retry(policy(wait=wait), set_status)
 
 
 def hand_rolled_policy(fn):
@@ -192,7 +216,7 @@ def raw_topic(lab_schema):
     return topic
 
 
-def make_route(headers=True, keep_bytes=True, parse=True, upsert=True):
+def make_route(headers=True, keep_bytes=True, parse=True, upsert=True, outcome=None, price_only=False):
     def route(message, conn, producer, dlq_topic):
         try:
             order = json.loads(message.value)
@@ -205,14 +229,14 @@ def make_route(headers=True, keep_bytes=True, parse=True, upsert=True):
             hdrs = [("error.reason", "; ".join(problems).encode()), ("error.source", f"x/0/{message.offset}".encode())]
             value = message.value if keep_bytes else json.dumps(order).encode()
             producer.send(dlq_topic, key=message.key, value=value, headers=hdrs if headers else None)
-            return "dead"
-        total = round(sum(li["quantity"] * li["unit_price"] for li in order["lines"]), 2)
+            return outcome or "dead"
+        total = round(sum((1 if price_only else li["quantity"]) * li["unit_price"] for li in order["lines"]), 2)
         conn.execute(
             f"INSERT INTO {S}.orders_clean (order_id, customer_id, order_ts, channel, total) "
             "VALUES (%s, %s, %s, %s, %s)" + (" ON CONFLICT (order_id) DO NOTHING" if upsert else ""),
             [order["order_id"], order["customer_id"], order["order_ts"], order["channel"], total],
         )
-        return "clean"
+        return outcome or "clean"
 
     return route
 
@@ -230,6 +254,10 @@ def test_route(raw_topic):
         checks.errors_route(make_route(headers=False), raw_topic)
     with pytest.raises(WrongAnswer, match="original key and value"):
         checks.errors_route(make_route(keep_bytes=False), raw_topic)
+    with pytest.raises(WrongAnswer, match=r"the total of order \d+ is"):
+        checks.errors_route(make_route(price_only=True), raw_topic)
+    with pytest.raises(WrongAnswer, match="returned 'clean' for"):  # used to pass: any mix of the two words did
+        checks.errors_route(make_route(outcome="clean"), raw_topic)
 
 
 # ---------------------------------------------------------------------------------------------- alerts
@@ -269,6 +297,39 @@ def test_alert():
     assert "guard the division" in failed.value.hint
     with pytest.raises(WrongAnswer, match="2 messages for 20 % errors and a lag of 300"):
         checks.errors_alert(alert_per_reason)
+
+
+def alert_when(unhealthy, message=lambda metrics: {"reason": "unhealthy", **metrics}):
+    def alert(metrics, url):
+        if unhealthy(metrics):
+            requests.post(url, json=message(metrics), timeout=5)
+            return True
+        return False
+
+    return alert
+
+
+def rate(metrics):
+    return metrics["failed"] / metrics["processed"] if metrics["processed"] else 0
+
+
+def test_alert_bounds_and_message():
+    # each used to pass: no scenario sat on the 5 % bound, and the message's figures were not read
+    with pytest.raises(WrongAnswer, match="you alerted for exactly 5 % errors"):
+        checks.errors_alert(alert_when(lambda m: rate(m) >= 0.05 or m["lag"] > 100))
+    with pytest.raises(WrongAnswer, match=r"no alert reached the webhook for 52 failures out of 1000"):
+        # failed / (processed + failed): another rate than the text's
+        checks.errors_alert(
+            alert_when(lambda m: m["failed"] / ((m["processed"] + m["failed"]) or 1) > 0.05 or m["lag"] > 100)
+        )
+    with pytest.raises(WrongAnswer, match="no alert reached the webhook for a lag of 101"):
+        checks.errors_alert(alert_when(lambda m: rate(m) > 0.05 or m["lag"] > 101))
+    with pytest.raises(WrongAnswer, match="does not carry the metrics"):
+        checks.errors_alert(alert_when(lambda m: rate(m) > 0.05 or m["lag"] > 100, lambda m: {"reason": "unhealthy"}))
+    # the figures under a key of their own are fine too
+    checks.errors_alert(
+        alert_when(lambda m: rate(m) > 0.05 or m["lag"] > 100, lambda m: {"reason": "unhealthy", "metrics": m})
+    )
 
 
 def alert_per_reason(metrics, url):

@@ -46,6 +46,42 @@ def test_partitions_accept_daily_ranges_with_default():
     checks.daily_partitions(partitions_good)
 
 
+def partitions_one_day_short(conn, table, first_day, days):
+    # range(1, days): off by one at the start (the first day falls into the default partition)
+    _partitioned(conn, table, first_day + timedelta(days=1), days - 1)
+
+
+def partitions_of_the_notebook(conn, table, first_day, days):
+    # the notebook's dates typed in instead of the arguments
+    from datetime import date
+
+    _partitioned(conn, table, date(2026, 3, 1), 7)
+
+
+def partitions_ending_a_second_early(conn, table, first_day, days):
+    # inclusive bounds written as [day 00:00, day 23:59:59]: the last second of every day lands in the default
+    conn.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+    conn.execute(f"CREATE TABLE {table} ({COLUMNS}) PARTITION BY RANGE (event_time)")
+    for k in range(days):
+        day = first_day + timedelta(days=k)
+        conn.execute(f"CREATE TABLE {table}_{k} PARTITION OF {table} FOR VALUES FROM ('{day}') TO ('{day} 23:59:59')")
+    conn.execute(f"CREATE TABLE {table}_default PARTITION OF {table} DEFAULT")
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (partitions_one_day_short, "asked for 7 daily partitions from 2026-03-08, got 6"),
+        (partitions_of_the_notebook, "asked for 7 daily partitions from 2026-03-08"),
+        (partitions_ending_a_second_early, "spanning 0 day"),
+    ],
+)
+def test_partitions_reject_wrong_bounds(answer, message):
+    with pytest.raises(WrongAnswer, match=message):
+        checks.daily_partitions(answer)
+
+
 @pytest.mark.stack
 def test_partitions_reject_weekly_and_list():
     with pytest.raises(WrongAnswer, match="spanning 7 day"):

@@ -574,17 +574,74 @@ def orders_per_country(sql: str) -> None:
 
     if not isinstance(sql, str) or not sql.strip():
         raise WrongAnswer("expected the SQL as a non-empty string.", hint='"""SELECT ..."""')
+    want = expected_orders_per_country()
     with clients.postgres() as conn:
         got = _frame_pg(conn, sql)
+        _compare_orders_per_country(got, want)
+        # right on the lab's data; the same query must stay right when the smallest country gets 3 more orders and
+        # the largest a customer without any (every customer of the shop has orders), in a transaction the check
+        # rolls back: the lab's tables are left as they were
+        smallest, largest = str(want.country.iloc[-1]), str(want.country.iloc[0])
+        s = shop()
+        customer = int(s.customers.loc[s.customers.country.str.upper() == smallest, "customer_id"].iloc[0])
+        with conn.transaction(force_rollback=True):
+            conn.execute(
+                f"CREATE TEMP TABLE delab_extra_customer AS SELECT * FROM {STACK_PREFIX}.customers "
+                "WHERE upper(country) = %s ORDER BY customer_id LIMIT 1",
+                [largest],
+            )
+            conn.execute(
+                f"UPDATE delab_extra_customer SET customer_id = (SELECT max(customer_id) + 1 FROM "
+                f"{STACK_PREFIX}.customers)"
+            )
+            conn.execute(f"INSERT INTO {STACK_PREFIX}.customers SELECT * FROM delab_extra_customer")
+            conn.execute(
+                f"CREATE TEMP TABLE delab_extra_order AS SELECT * FROM {STACK_PREFIX}.orders ORDER BY order_id LIMIT 1"
+            )
+            first_new = conn.execute(f"SELECT max(order_id) + 1 FROM {STACK_PREFIX}.orders").fetchone()[0]
+            for order_id in range(first_new, first_new + 3):
+                conn.execute("UPDATE delab_extra_order SET order_id = %s, customer_id = %s", [order_id, customer])
+                conn.execute(f"INSERT INTO {STACK_PREFIX}.orders SELECT * FROM delab_extra_order")
+            again = _frame_pg(conn, sql)
+    more = want.assign(orders=want.orders + 3 * (want.country == smallest))
+    more = more.sort_values(["orders", "country"], ascending=[False, True], ignore_index=True)
+    try:
+        _compare_orders_per_country(again, more)
+    except WrongAnswer:
+        if _same_counts(again, want):
+            raise WrongAnswer(
+                f"with 3 more orders from {smallest}, your query returns the same counts as before.",
+                hint="compute the counts from the tables (count(*) ... GROUP BY); never type in the numbers you saw.",
+            ) from None
+        counted_the_customer = more.assign(orders=more.orders + (more.country == largest))
+        if _same_counts(again, counted_the_customer.sort_values(["orders", "country"], ascending=[False, True])):
+            raise WrongAnswer(
+                f"with a new customer from {largest} who has not ordered yet, your query counts one more order.",
+                hint="customers LEFT JOIN orders keeps a customer without orders as one row: join orders to "
+                "customers (or count o.order_id).",
+            ) from None
+        raise
+
+
+def _same_counts(got: pd.DataFrame, want: pd.DataFrame) -> bool:
+    try:
+        return list(got.country) == list(want.country) and [int(n) for n in got.orders] == list(want.orders)
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+def _compare_orders_per_country(got: pd.DataFrame, want: pd.DataFrame) -> None:
     if list(got.columns) != ["country", "orders"]:
         raise WrongAnswer(f"expected the columns [country, orders], got {list(got.columns)}.", hint="AS country ...")
-    want = expected_orders_per_country()
-    if len(got) > len(want) and got.country.str.islower().any():
+    if len(got) > len(want) and got.country.astype(str).str.islower().any():
         raise WrongAnswer(
             "some countries appear twice, once in lower case.",
             hint="a few rows have lower-case codes: upper() them before grouping.",
         )
-    got = got.assign(orders=got.orders.astype(int))
+    try:
+        got = got.assign(orders=got.orders.astype(int))
+    except (TypeError, ValueError):
+        raise WrongAnswer("orders must be whole numbers (no NULL, no text).", hint="count(*) AS orders") from None
     if got.sort_values("country").reset_index(drop=True).equals(want.sort_values("country").reset_index(drop=True)):
         if list(got.country) != list(want.country):
             raise WrongAnswer("the counts are right, the order is not.", hint="most orders first, then by country.")

@@ -142,6 +142,17 @@ def _probe_dag(settings: dict, report_rule: str, dag_id: str = "m01_probe_sensor
     return dag
 
 
+def _seconds(settings: dict, name: str, default: float) -> float:
+    """A sensor duration setting in seconds (a number or a timedelta), or a one-line verdict."""
+    value = settings.get(name, default)
+    try:
+        return value.total_seconds() if isinstance(value, timedelta) else float(value)
+    except (TypeError, ValueError):
+        raise WrongAnswer(
+            f"{name}={value!r} is not a duration.", hint=f"{name} takes seconds (a number) or a timedelta."
+        ) from None
+
+
 @exercise("m01.l01.e2")
 def sensor_and_report_settings(sensor_settings: dict, report_trigger_rule: str) -> None:
     """A sensor that gives up quickly and politely on an empty day; a report that always runs."""
@@ -160,12 +171,18 @@ def sensor_and_report_settings(sensor_settings: dict, report_trigger_rule: str) 
             f"{report_trigger_rule!r} is not an Airflow trigger rule.",
             hint="see airflow.task.trigger_rule.TriggerRule.",
         )
-    timeout = sensor_settings.get("timeout", 7 * 24 * 3600)
-    timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+    timeout = _seconds(sensor_settings, "timeout", 7 * 24 * 3600)
     if timeout > 30:
         raise WrongAnswer(
             f"the sensor would wait {timeout:.0f} s for a day that never comes.",
             hint="give it a timeout of a few seconds (the default is 7 days!).",
+        )
+    poke_interval = _seconds(sensor_settings, "poke_interval", 60)
+    if poke_interval > timeout:
+        raise WrongAnswer(
+            f"the sensor checks every {poke_interval:g} s but gives up after {timeout:g} s: it looks once, "
+            "then waits past its own timeout.",
+            hint="poke_interval is how often it checks (the default is 60 s): check every second.",
         )
     if sensor_settings.get("mode", "poke") != "reschedule":
         raise WrongAnswer(
@@ -201,8 +218,36 @@ def sensor_and_report_settings(sensor_settings: dict, report_trigger_rule: str) 
 
 
 def _read_parquet(key: str) -> pd.DataFrame:
+    """The Parquet object load wrote, or a one-line verdict when there is none (or it is not Parquet)."""
+    if key not in clients.s3_keys(key):
+        raise WrongAnswer(
+            f"load returned {key!r}, but no object was written there.",
+            hint="upload the Parquet bytes with S3Hook(aws_conn_id='lab_s3').load_bytes(..., bucket_name='delab').",
+        )
     body = clients.s3().get_object(Bucket=config.s3().bucket, Key=key)["Body"].read()
-    return pd.read_parquet(io.BytesIO(body))
+    try:
+        return pd.read_parquet(io.BytesIO(body))
+    except Exception:
+        raise WrongAnswer(
+            f"{key} is not a Parquet file.", hint="DataFrame(rows).to_parquet(buffer, index=False)"
+        ) from None
+
+
+def _compare_shares(written: pd.DataFrame) -> None:
+    """Each row's share is its revenue over the day's total (a share of orders also adds up to 1)."""
+    try:
+        share, revenue, orders = (written[c].astype(float) for c in ("share", "revenue", "orders"))
+    except (TypeError, ValueError):
+        raise WrongAnswer("the shares must be numbers.", hint="share = revenue / the day's total revenue.") from None
+    if abs(share.sum() - 1) > 0.001:
+        raise WrongAnswer("the shares do not add up to 1.", hint="share = revenue / the day's total revenue.")
+    if ((share - revenue / revenue.sum()).abs() > 0.001).any():
+        of_orders = ((share - orders / orders.sum()).abs() <= 0.001).all()
+        raise WrongAnswer(
+            "the shares add up to 1, but they are not each category's part of the revenue"
+            + (": they are its part of the orders." if of_orders else "."),
+            hint="share = revenue / the day's total revenue, row by row.",
+        )
 
 
 @learner_code("your DAG factory")
@@ -261,9 +306,13 @@ def shop_etl_dag(factory) -> None:
     if "share" not in written.columns:
         raise WrongAnswer("the Parquet file has no share column.", hint="transform adds share = revenue / total.")
     _compare_revenue(written, BUSY_DAY, "the file written by load")
-    if abs(written.share.sum() - 1) > 0.001:
-        raise WrongAnswer("the shares do not add up to 1.", hint="share = revenue / the day's total revenue.")
+    _compare_shares(written)
     empty = lab_airflow.run(dag, logical_date=datetime.fromisoformat(EMPTY_DAY))
+    if empty.tasks.get("wait_for_orders") == "success":
+        raise WrongAnswer(
+            f"the sensor found orders on {EMPTY_DAY}, a day without any.",
+            hint="its query must count only the run's day: WHERE order_ts::date = '{{ ds }}'.",
+        )
     if empty.tasks.get("wait_for_orders") != "skipped" or empty.tasks.get("report") != "success":
         raise WrongAnswer(
             f"on a day without orders: {empty.tasks}.",

@@ -261,6 +261,10 @@ def cached_extract(cached_extract) -> None:
             "cached results never expire: orders placed later today would never show up.",
             hint="set cache_expiration to a timedelta of at most an hour.",
         )
+    if not isinstance(expiration, timedelta):
+        raise WrongAnswer(
+            f"cache_expiration is {expiration!r}, not a duration.", hint="cache_expiration=timedelta(hours=...)"
+        )
     if expiration > timedelta(hours=1) or expiration <= timedelta(0):
         raise WrongAnswer(f"the cache expires after {expiration}.", hint="at most one hour (and more than zero).")
     if cached_extract.persist_result is False:
@@ -366,6 +370,12 @@ def fetch_rates_with_backoff(fetch_rates, rates_service) -> None:
         raise WrongAnswer(
             "no jitter: many clients that failed together retry together, and knock the service over again.",
             hint="set retry_jitter_factor (e.g. 0.2).",
+        )
+    if float(fetch_rates.retry_jitter_factor) > 1:
+        raise WrongAnswer(
+            f"retry_jitter_factor={fetch_rates.retry_jitter_factor:g} lets a wait grow to "
+            f"{1 + float(fetch_rates.retry_jitter_factor):g} times its delay.",
+            hint="the factor is a fraction of the delay: 20 % jitter is 0.2.",
         )
 
     day = "2026-03-07"
@@ -544,7 +554,15 @@ def deployment_run_via_api(trigger_and_wait, deployment) -> None:
     server = _server()
     clients.s3_delete_prefix(_report_key(API_DAY))
     started = time.time()
-    run = _trigger(trigger_and_wait, deployment.id, API_DAY)
+    try:
+        run = _trigger(trigger_and_wait, deployment.id, API_DAY)
+    except WrongAnswer as failed:
+        if "422" not in failed.message:
+            raise
+        raise WrongAnswer(
+            failed.message,
+            hint='the server refused the request body: create_flow_run takes {"parameters": {"day": ...}}.',
+        ) from None
     if not isinstance(run, dict) or "id" not in run:
         raise WrongAnswer(
             f"trigger_and_wait returned a {type(run).__name__}; expected the flow run as a dict (its JSON).",

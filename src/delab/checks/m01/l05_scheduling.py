@@ -181,7 +181,19 @@ def backfill(fn, export_dag_factory) -> None:
     days = [f"2026-03-{d:02d}" for d in range(3, 7)]
     clients.s3_delete_prefix(EXPORT_PREFIX)
     results = _backfill(fn, export_dag_factory(), start, end)
-    states = [getattr(r, "state", None) for r in results or []]
+    if results is None or isinstance(results, str | dict) or not hasattr(results, "__iter__"):
+        raise WrongAnswer(
+            f"your backfill returned {type(results).__name__}, not the list of its runs' results.",
+            hint="collect what each lab_airflow.run(...) returns in a list, and return it.",
+        )
+    results = list(results)
+    if any(not hasattr(r, "state") for r in results):
+        odd = next(r for r in results if not hasattr(r, "state"))
+        raise WrongAnswer(
+            f"your backfill's list holds {type(odd).__name__} values, not the results lab_airflow.run returns.",
+            hint="append each lab_airflow.run(...) result as it is.",
+        )
+    states = [r.state for r in results]
     if len(states) != len(days):
         raise WrongAnswer(
             f"a backfill from {start:%Y-%m-%d} to {end:%Y-%m-%d} made {len(states)} runs, expected {len(days)}.",

@@ -25,14 +25,22 @@ def concurrency_config(run_config: dict) -> None:
             "expected a Dagster run config with an 'execution' section.",
             hint="{'execution': {'config': {'multiprocess': {...}}}}",
         )
-    executor = run_config["execution"].get("config", {})
+    execution = run_config["execution"]
+    executor = execution.get("config") if isinstance(execution, dict) else None
+    executor = executor if isinstance(executor, dict) else {}
     if "multiprocess" not in executor:
         raise WrongAnswer(
             f"the executor is {list(executor) or 'the default'}: steps cannot run side by side.",
             hint="the multiprocess executor runs steps in parallel processes.",
         )
     multiprocess = executor["multiprocess"] or {}
-    steps, slots = warehouse_slots(multiprocess)
+    try:
+        steps, slots = warehouse_slots(multiprocess)
+    except (AttributeError, TypeError, ValueError):  # a config Dagster would refuse too: say where, in one line
+        raise WrongAnswer(
+            f"the multiprocess config {multiprocess!r} does not have the executor's shape.",
+            hint="max_concurrent is a number; tag_concurrency_limits a list of {'key', 'value', 'limit'} dicts.",
+        ) from None
     if slots > WAREHOUSE_LIMIT:
         raise WrongAnswer(
             f"{slots} exports could hit the warehouse at the same time; it allows {WAREHOUSE_LIMIT}.",

@@ -161,6 +161,7 @@ def parallel_load_check(parallel_load) -> None:
             ) from None
         result = _run_parallel(parallel_load, table, items, workers)
         try:
+            result = list(result)  # pool.map(...) returned as it is: an iterator, read once
             pids = [int(pid) for pid, _ in result]
             counts = [int(rows) for _, rows in result]
         except (TypeError, ValueError):

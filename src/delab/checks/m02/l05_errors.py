@@ -45,6 +45,41 @@ def _time_budget(fn) -> float | None:
     return min(budgets) if budgets else None
 
 
+def _wait_problem(fn) -> str | None:
+    """What the policy's wait strategy lacks of the text's "exponential backoff, capped at 0.5 s, a little jitter",
+    read back from tenacity's wait objects (``a + b`` combines them); None when it has all three, or when it is
+    a strategy of its own that cannot be read (then the run below judges it)."""
+    import tenacity
+
+    wait = getattr(getattr(fn, "retry", None), "wait", None)
+    parts, stack = [], [wait]
+    while stack:
+        part = stack.pop()
+        if isinstance(part, tenacity.wait_combine):
+            stack.extend(part.wait_funcs)
+        else:
+            parts.append(part)
+    if not all(isinstance(p, tenacity.wait.wait_base) for p in parts):
+        return None
+    exponential = [p for p in parts if isinstance(p, tenacity.wait_exponential | tenacity.wait_exponential_jitter)]
+    if not exponential:
+        if all(isinstance(p, tenacity.wait_fixed) and not p.wait_fixed for p in parts):
+            return None  # no wait at all: the run below says so
+        return "the waits do not grow: that is not exponential backoff"
+    cap = max(float(p.max) for p in exponential)
+    if cap > 1.0:
+        return f"the backoff is capped at {cap:g} s" if cap < 1e6 else "the backoff has no cap"
+    jitter = [
+        p
+        for p in parts
+        if isinstance(p, tenacity.wait_random | tenacity.wait_random_exponential)
+        or (isinstance(p, tenacity.wait_exponential_jitter) and p.jitter)
+    ]
+    if not jitter:
+        return "the waits have no jitter: clients that failed together retry together"
+    return None
+
+
 @exercise("m02.l05.e1")
 def errors_retry(retry_policy: Callable, set_status: Callable) -> None:
     """Transient lock failures are retried with backoff and a time limit; a permanent error fails at once."""
@@ -72,6 +107,13 @@ def errors_retry(retry_policy: Callable, set_status: Callable) -> None:
         )
     if budget is not None and budget < 1.5:
         raise WrongAnswer(f"your function gives up after {budget:g} s; the budget is 2 seconds.")
+    problem = _wait_problem(fn)
+    if problem:
+        raise WrongAnswer(
+            f"{problem}.",
+            hint="wait_exponential(multiplier=0.05, max=0.5) + wait_random(0, 0.05): growing waits, capped, "
+            "with a little jitter.",
+        )
     with clients.postgres() as conn:
         conn.execute(
             f"INSERT INTO {ORDERS} (order_id, customer_id, order_ts, channel, total) "
@@ -390,6 +432,12 @@ def errors_route(route: Callable, raw_topic: str) -> None:
         raise WrongAnswer(f"the total of order {off[0]} is {loaded[off[0]]}, not {valid[off[0]]}.")
     if set(outcomes) - {"clean", "dead"}:
         raise WrongAnswer(f"route returned {sorted(set(map(repr, outcomes)) - {repr('clean'), repr('dead')})}.")
+    said = [o for m, o in zip(raw, outcomes, strict=True) if o != ("dead" if m.offset in dead_expected else "clean")]
+    if said:
+        raise WrongAnswer(
+            f"route returned {said[0]!r} for {len(said)} record(s) it handled the other way.",
+            hint='return "clean" when the order was loaded and "dead" when it went to the dead-letter topic.',
+        )
 
 
 def _is_bad(value: bytes, events) -> bool:
@@ -420,6 +468,9 @@ SCENARIOS = [  # (metrics, should alert, what it shows)
     ({"processed": 20, "failed": 2, "lag": 0}, True, "2 failures out of 20 (10 %)"),
     ({"processed": 5000, "failed": 40, "lag": 100}, False, "40 failures out of 5000 (0.8 %) and a lag of exactly 100"),
     ({"processed": 100, "failed": 20, "lag": 300}, True, "20 % errors and a lag of 300 at once"),
+    ({"processed": 1000, "failed": 50, "lag": 0}, False, "exactly 5 % errors"),
+    ({"processed": 1000, "failed": 52, "lag": 0}, True, "52 failures out of 1000 processed (5.2 %)"),
+    ({"processed": 10, "failed": 0, "lag": 101}, True, "a lag of 101"),
 ]
 
 
@@ -458,6 +509,13 @@ def errors_alert(alert_if_unhealthy: Callable) -> None:
                 raise WrongAnswer(f"for {what} you returned {result!r}; return whether an alert was sent.")
             if should and not (isinstance(messages[0], dict) and messages[0].get("reason")):
                 raise WrongAnswer("the alert has no 'reason'.", hint="POST JSON: {'reason': ..., **metrics}.")
+            if should and not (
+                all(messages[0].get(k) == v for k, v in metrics.items()) or metrics in messages[0].values()
+            ):
+                raise WrongAnswer(
+                    f"the alert for {what} does not carry the metrics {metrics}.",
+                    hint="whoever is paged needs the figures: POST JSON {'reason': ..., **metrics}.",
+                )
 
 
 # ------------------------------------------------------------------------------------------------ audit
@@ -501,9 +559,16 @@ def errors_audit(audit_delivery: Callable, topic: str, source_ids: set) -> None:
         got = run(stream, set(source_ids))
         if not isinstance(got, dict) or {"missing", "duplicates"} - set(got):
             raise WrongAnswer(f"expected a dict with missing and duplicates, got {got!r}.")
-        if {int(k) for k in got["missing"]} != want["missing"]:
+        try:
+            missing = {int(k) for k in got["missing"]}
+        except (TypeError, ValueError):
             raise WrongAnswer(
-                f"on {what}, missing should be {sorted(want['missing'])}, you found {sorted(got['missing'])[:10]}.",
+                f"missing should be a set of payment ids, you returned {got['missing']!r:.120}.",
+                hint="the ids as ints: a message's key is a dict, {'payment_id': 7} — take its value.",
+            ) from None
+        if missing != want["missing"]:
+            raise WrongAnswer(
+                f"on {what}, missing should be {sorted(want['missing'])}, you found {sorted(missing)[:10]}.",
                 hint="a source id is missing if no change record (any op) carries its key.",
             )
         if got["duplicates"] != want["duplicates"]:
