@@ -54,10 +54,11 @@ def test_loopback_calls_bypass_a_configured_proxy(monkeypatch):
             monkeypatch.setenv(name, f"http://127.0.0.1:{dead_port}")
         for name in ("no_proxy", "NO_PROXY"):
             monkeypatch.setenv(name, "")
+        # a new opener each time: urlopen's shared one keeps the proxies it read from the first call's environment
         with pytest.raises(OSError):  # the trap itself: urllib sends a loopback call to the dead proxy
-            urllib.request.urlopen(url, timeout=5)
+            urllib.request.build_opener().open(url, timeout=5)
         delab.keep_loopback_off_proxies()
-        assert urllib.request.urlopen(url, timeout=5).status == 200
+        assert urllib.request.build_opener().open(url, timeout=5).status == 200
         monkeypatch.setenv("no_proxy", "corp.example,localhost")
         delab.keep_loopback_off_proxies()
         assert os.environ["no_proxy"] == "corp.example,localhost,127.0.0.1,::1"  # kept, completed once
