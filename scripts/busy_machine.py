@@ -14,6 +14,7 @@ leaves this machine. The load is bounded: the workers stop when the command ends
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     if not command:
         parser.error("give the command to run after --, e.g. -- make test")
 
-    scratch = ROOT / ".delab" / "busy-machine"
+    # a folder of this run's own: `make test-loaded` runs the tests of this script inside a busy_machine run
+    scratch = ROOT / ".delab" / "busy-machine" / str(os.getpid())
     scratch.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + args.max_minutes * 60
     context = multiprocessing.get_context("fork")
@@ -97,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                 worker.kill()
                 worker.join(10)
         shutil.rmtree(scratch, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the parent folder too, unless another run still uses it
+            scratch.parent.rmdir()
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"[busy machine] exit {code} after {time.monotonic() - started:.0f} s; load average now {load}")
     return code
