@@ -325,18 +325,12 @@ def grant_role_to_admin(spec: dict[str, Any]) -> str:
     import psycopg
     from psycopg import sql
 
+    from delab import clients
+
     _require(spec, "role")
     pg = config.postgres()
     try:
-        with psycopg.connect(
-            host=pg.host,
-            port=pg.port,
-            dbname=pg.database,
-            user=pg.user,
-            password=pg.password,
-            autocommit=True,
-            connect_timeout=10,
-        ) as conn:
+        with clients.postgres() as conn:
             conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(spec["role"])))
     except psycopg.Error as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -329,7 +329,6 @@ class Kubernetes(NativeService):
         pki, conf, data = pki_dir(), layout.conf_dir("kubernetes"), layout.data_dir("kubernetes")
         etcd_url = f"http://{HOST}:{config.port('etcd')}"
         peer_url = f"http://{HOST}:{config.port('etcd_peer')}"
-        no_proxy = {"NO_PROXY": HOST, "no_proxy": HOST}
         return [
             ProcessSpec(
                 "etcd",
@@ -376,7 +375,6 @@ class Kubernetes(NativeService):
                     "--profiling=false",
                     "-v=1",
                 ],
-                env=no_proxy,
                 cwd=data,
             ),
             ProcessSpec(
@@ -394,7 +392,6 @@ class Kubernetes(NativeService):
                     "--profiling=false",
                     "-v=1",
                 ],
-                env=no_proxy,
                 cwd=data,
             ),
             ProcessSpec(
@@ -407,7 +404,6 @@ class Kubernetes(NativeService):
                     "--profiling=false",
                     "-v=1",
                 ],
-                env=no_proxy,
                 cwd=data,
             ),
             ProcessSpec(
@@ -424,7 +420,6 @@ class Kubernetes(NativeService):
                     "--node-lease-duration-seconds=40",
                     "--cidr=10.244.0.0/16",
                 ],
-                env=no_proxy,
                 cwd=data,
             ),
         ]
