@@ -185,17 +185,6 @@ tofu.init(backend_config=iac.pg_backend(schema=f"{ns.prefix}_state"))
 owner_dsn = (f"host={config.postgres().host} port={config.postgres().port} dbname={ns.prefix}_shop "
              f"user={ns.prefix}_shop_owner password={secrets['owner_password']}")  # fmt: skip
 
-
-def drop_app_tables() -> None:
-    """Decommission the application's data before its database (see "Destroy" below for why)."""
-    try:
-        with psycopg.connect(owner_dsn, autocommit=True, connect_timeout=5) as owner:
-            owner.execute("DROP TABLE IF EXISTS orders")
-    except psycopg.OperationalError:
-        pass  # no database (yet): nothing to drop
-
-
-drop_app_tables()
 tofu.destroy(variables={"cdc_enabled": True})  # a re-run starts from nothing (a no-op the first time)
 stack_endpoints
 
@@ -460,14 +449,13 @@ wider = tofu.plan(variables={"cdc_enabled": True})
 # else `DROP DATABASE` fails: a slot belongs to its database), then the subjects, the namespace (with its table:
 # `force_destroy`), the bucket, the topics, the database and its roles.
 #
-# One step comes before `destroy`: the application drops its tables. The `postgres_app_database` module's group
-# roles do not wait for the database to be dropped, and PostgreSQL refuses to drop a role that still holds
-# privileges on a table ("cannot be dropped because some objects depend on it"): with the table gone, the order
-# no longer matters. (Destroying data is a decision a person takes before the platform goes, in any case.)
+# The database goes before its group roles on purpose: the groups hold privileges on the application's tables,
+# and PostgreSQL refuses to drop a role that still does ("cannot be dropped because some objects depend on it").
+# The `postgres_app_database` module makes the database depend on the groups so that the reverse order of
+# destroy drops the database, and its tables with it, first.
 
 # %%
 connector, slot = outputs["cdc"]["connector"], outputs["cdc"]["slot"]
-drop_app_tables()
 started = time.monotonic()
 tofu.destroy(variables={"cdc_enabled": True})
 print(f"destroyed in {time.monotonic() - started:.1f} s; state:", tofu.state_list())
